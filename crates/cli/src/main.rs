@@ -1,0 +1,55 @@
+//! `quarry`: the headless tool. Everything the desktop app does is reachable from here, which is
+//! also how tests, benchmarks and evaluations drive the system. This file only parses and
+//! dispatches; each command family lives in its own module.
+
+mod ask;
+mod models;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "quarry", version, about = "Ask questions of a whole folder with local language models.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List, download, verify and import models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Answer a question about a folder with a local model.
+    Ask(ask::AskArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    quarry_llm::local::prepare_process_env();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG").unwrap_or_else(|_| "warn,llama-cpp-2=error".into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Models(cmd) => models::run(cmd).await,
+            Command::Ask(args) => ask::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

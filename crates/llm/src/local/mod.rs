@@ -1,0 +1,432 @@
+//! Local inference on llama.cpp (through `llama-cpp-2`), in process.
+//!
+//! This is the single-sequence engine `quarry ask` uses today. The served engine with continuous
+//! batching and prompt caching (`quarry serve`) builds on the same pieces.
+
+mod template;
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+pub use template::{ChatMessage, ChatTemplate};
+
+use crate::{gguf, Error, Result};
+
+/// Threads for generation: physical cores − 1 (at least 1). On a loaded 2-core machine, using
+/// every core makes OpenMP's workers fight the rest of the system and throughput collapses.
+pub fn default_threads() -> usize {
+    num_cpus::get_physical().saturating_sub(1).max(1)
+}
+
+/// Settings every binary applies before any thread starts: OpenMP workers that sleep instead of
+/// spinning when idle (spinning workers starve everything else on a small machine).
+pub fn prepare_process_env() {
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("OMP_WAIT_POLICY", "passive") };
+    }
+}
+
+fn backend() -> Result<&'static LlamaBackend> {
+    static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::Generation(format!("llama.cpp did not start: {e}")))
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Layers to offload to a GPU (0 on CPU-only builds).
+    pub gpu_layers: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { gpu_layers: 0 }
+    }
+}
+
+/// How to generate. Temperature 0 means greedy (deterministic) decoding.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: i32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub seed: u32,
+    pub stop: Vec<String>,
+    /// Context window for this request; defaults to prompt + max_tokens, capped at training length.
+    pub n_ctx: Option<u32>,
+    pub threads: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 512,
+            temperature: 0.0,
+            top_p: 0.95,
+            top_k: 40,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            seed: 42,
+            stop: Vec::new(),
+            n_ctx: None,
+            threads: default_threads(),
+        }
+    }
+}
+
+/// Receives a generation as it happens; returning `false` stops it (the ripgrep sink shape).
+pub trait TokenSink {
+    /// `done` of `total` prompt tokens have been evaluated.
+    fn prompt_progress(&mut self, _done: usize, _total: usize) -> bool {
+        true
+    }
+    /// New text (whole UTF-8 characters, never part of a stop string).
+    fn text(&mut self, text: &str) -> bool;
+}
+
+/// A sink that only collects.
+impl TokenSink for String {
+    fn text(&mut self, text: &str) -> bool {
+        self.push_str(text);
+        true
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn, or a stop string appeared.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+    /// The sink asked to stop.
+    Cancelled,
+}
+
+/// A finished generation with its counts and timings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+}
+
+/// A GGUF model loaded into memory.
+pub struct LocalModel {
+    model: LlamaModel,
+    path: PathBuf,
+    name: String,
+    template: Option<ChatTemplate>,
+    n_ctx_train: u32,
+}
+
+impl LocalModel {
+    /// Checks the file's header (for a clear error instead of a null pointer), then loads it.
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<LocalModel> {
+        let info = gguf::inspect(path)?;
+        let backend = backend()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
+        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| Error::Load {
+            path: path.into(),
+            message: format!("llama.cpp refused it ({e}); the architecture may be newer than this build supports"),
+        })?;
+        let name = info
+            .get_str("general.name")
+            .map(str::to_string)
+            .unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+        let piece = |t: LlamaToken| String::from_utf8_lossy(&model.vocab().token_to_piece(t, true, None)).into_owned();
+        let template = info.chat_template().map(|src| {
+            let vocab = model.vocab();
+            ChatTemplate::new(name.clone(), src, piece(vocab.bos()), piece(vocab.eos()))
+        });
+        let n_ctx_train = model.n_ctx_train();
+        Ok(LocalModel { model, path: path.into(), name, template, n_ctx_train })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn n_ctx_train(&self) -> u32 {
+        self.n_ctx_train
+    }
+
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.model.vocab().tokenize(text.as_bytes(), false, true).len()
+    }
+
+    /// The prompt a chat turns into, through the model's own template.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        let template = self.template.as_ref().ok_or_else(|| Error::Template {
+            model: self.name.clone(),
+            message: "the GGUF file has no tokenizer.chat_template".into(),
+        })?;
+        template.render(messages, true)
+    }
+
+    pub fn chat(&self, messages: &[ChatMessage], options: &GenerateOptions, sink: &mut dyn TokenSink) -> Result<Generation> {
+        let prompt = self.render_chat(messages)?;
+        self.complete(&prompt, options, sink)
+    }
+
+    /// Continues `prompt` (special tokens in it are parsed, as chat templates need).
+    pub fn complete(&self, prompt: &str, options: &GenerateOptions, sink: &mut dyn TokenSink) -> Result<Generation> {
+        let backend = backend()?;
+        let vocab = self.model.vocab();
+        let tokens = vocab.tokenize(prompt.as_bytes(), false, true);
+        if tokens.is_empty() {
+            return Err(Error::Generation("the prompt is empty".into()));
+        }
+        let wanted = options.n_ctx.unwrap_or((tokens.len() + options.max_tokens) as u32);
+        let n_ctx = wanted.clamp(64, self.n_ctx_train.max(64));
+        if tokens.len() + 1 > n_ctx as usize {
+            return Err(Error::PromptTooLong { prompt: tokens.len(), ctx: n_ctx as usize });
+        }
+        let n_batch = 512u32.min(n_ctx);
+        let threads = options.threads.max(1) as i32;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let mut ctx = self
+            .model
+            .new_context(backend, params)
+            .map_err(|e| Error::Generation(format!("could not create a {n_ctx}-token context ({e})")))?;
+
+        let started = Instant::now();
+        let mut batch = LlamaBatch::new(n_batch as usize, 1);
+        let mut done = 0usize;
+        for chunk in tokens.chunks(n_batch as usize) {
+            batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                let pos = done + i;
+                batch.add(t, pos as i32, &[0], pos + 1 == tokens.len()).map_err(|e| Error::Generation(e.to_string()))?;
+            }
+            ctx.decode(&mut batch).map_err(|e| Error::Generation(format!("prompt evaluation failed ({e})")))?;
+            done += chunk.len();
+            if !sink.prompt_progress(done, tokens.len()) {
+                return Ok(Generation::cancelled(tokens.len(), started));
+            }
+        }
+        let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+
+        let mut sampler = sampler(&self.model, options);
+        let mut out = Utf8Stream::new(&options.stop);
+        let mut finish = FinishReason::Length;
+        let mut n_gen = 0usize;
+        let gen_started = Instant::now();
+        let mut pos = tokens.len();
+        let budget = options.max_tokens.min(n_ctx as usize - tokens.len());
+        while n_gen < budget {
+            let token = sampler.sample(&ctx, batch.n_tokens() - 1);
+            n_gen += 1;
+            if vocab.is_eog(token) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            let (fresh, stopped) = out.push(&vocab.token_to_piece(token, false, None));
+            if !fresh.is_empty() && !sink.text(&fresh) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            if stopped {
+                finish = FinishReason::Stop;
+                break;
+            }
+            batch.clear();
+            batch.add(token, pos as i32, &[0], true).map_err(|e| Error::Generation(e.to_string()))?;
+            pos += 1;
+            ctx.decode(&mut batch).map_err(|e| Error::Generation(format!("decoding failed ({e})")))?;
+        }
+        if finish != FinishReason::Stop {
+            let rest = out.flush();
+            if !rest.is_empty() && finish == FinishReason::Length {
+                sink.text(&rest);
+            }
+        }
+        Ok(Generation {
+            text: out.text,
+            finish_reason: finish,
+            prompt_tokens: tokens.len(),
+            completion_tokens: n_gen,
+            prompt_ms,
+            generation_ms: gen_started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}
+
+impl Generation {
+    fn cancelled(prompt_tokens: usize, started: Instant) -> Generation {
+        Generation {
+            text: String::new(),
+            finish_reason: FinishReason::Cancelled,
+            prompt_tokens,
+            completion_tokens: 0,
+            prompt_ms: started.elapsed().as_secs_f64() * 1e3,
+            generation_ms: 0.0,
+        }
+    }
+}
+
+fn sampler(model: &LlamaModel, o: &GenerateOptions) -> LlamaSampler {
+    let mut chain = Vec::new();
+    if o.repeat_penalty != 1.0 {
+        chain.push(LlamaSampler::penalties(model.n_vocab(), 64, o.repeat_penalty, 0.0, 0.0));
+    }
+    if o.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        chain.push(LlamaSampler::top_k(o.top_k));
+        chain.push(LlamaSampler::top_p(o.top_p, 1));
+        chain.push(LlamaSampler::min_p(o.min_p, 1));
+        chain.push(LlamaSampler::temp(o.temperature));
+        chain.push(LlamaSampler::dist(o.seed));
+    }
+    LlamaSampler::chain_simple(chain)
+}
+
+/// Turns token bytes into text: holds back bytes of an unfinished UTF-8 character and any tail
+/// that could still become a stop string, so what the sink sees is exactly the final text.
+struct Utf8Stream<'a> {
+    stop: &'a [String],
+    pending: Vec<u8>,
+    text: String,
+    emitted: usize,
+}
+
+impl<'a> Utf8Stream<'a> {
+    fn new(stop: &'a [String]) -> Self {
+        Utf8Stream { stop, pending: Vec::new(), text: String::new(), emitted: 0 }
+    }
+
+    /// Returns the text that is now certain, and whether a stop string ended the output.
+    fn push(&mut self, bytes: &[u8]) -> (String, bool) {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            // Invalid bytes will never complete: replace them rather than stall.
+            Err(_) => {
+                let s = String::from_utf8_lossy(&self.pending).into_owned();
+                self.pending.clear();
+                self.text.push_str(&s);
+                return self.settle();
+            }
+        };
+        let s = std::str::from_utf8(&self.pending[..valid]).expect("checked above").to_string();
+        self.pending.drain(..valid);
+        self.text.push_str(&s);
+        self.settle()
+    }
+
+    fn settle(&mut self) -> (String, bool) {
+        let search_from = self.emitted.saturating_sub(self.stop.iter().map(|s| s.len()).max().unwrap_or(0));
+        let search_from = floor_char_boundary(&self.text, search_from);
+        if let Some(at) = self.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text[search_from..].find(s.as_str()).map(|i| i + search_from)).min() {
+            self.text.truncate(at);
+            let fresh = self.text[self.emitted.min(at)..].to_string();
+            self.emitted = at;
+            return (fresh, true);
+        }
+        // Hold back the longest tail that is a prefix of some stop string.
+        let mut safe = self.text.len();
+        for s in self.stop {
+            for k in (1..s.len()).rev() {
+                if self.text.ends_with(&s[..floor_char_boundary(s, k)]) && k <= self.text.len() {
+                    safe = safe.min(self.text.len() - floor_char_boundary(s, k));
+                    break;
+                }
+            }
+        }
+        let safe = floor_char_boundary(&self.text, safe.max(self.emitted));
+        let fresh = self.text[self.emitted..safe].to_string();
+        self.emitted = safe;
+        (fresh, false)
+    }
+
+    fn flush(&mut self) -> String {
+        let fresh = self.text[self.emitted..].to_string();
+        self.emitted = self.text.len();
+        fresh
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Stream;
+
+    fn run(pieces: &[&[u8]], stop: &[&str]) -> (String, String, bool) {
+        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
+        let mut s = Utf8Stream::new(&stop);
+        let mut seen = String::new();
+        let mut stopped = false;
+        for p in pieces {
+            let (fresh, st) = s.push(p);
+            seen.push_str(&fresh);
+            if st {
+                stopped = true;
+                break;
+            }
+        }
+        if !stopped {
+            seen.push_str(&s.flush());
+        }
+        (seen, s.text, stopped)
+    }
+
+    #[test]
+    fn split_characters_are_joined_before_they_are_emitted() {
+        let euro = "€".as_bytes();
+        let (seen, text, _) = run(&[b"a", &euro[..1], &euro[1..], b"b"], &[]);
+        assert_eq!(seen, "a€b");
+        assert_eq!(text, "a€b");
+    }
+
+    #[test]
+    fn stop_strings_are_cut_and_never_streamed() {
+        let (seen, text, stopped) = run(&[b"answer: 4", b"2\n##", b"#END", b" more"], &["###END"]);
+        assert!(stopped);
+        assert_eq!(text, "answer: 42\n");
+        assert_eq!(seen, text);
+        // A partial match that turns out not to be a stop string is released.
+        let (seen, text, stopped) = run(&[b"a ##", b"# b"], &["###END"]);
+        assert!(!stopped);
+        assert_eq!((seen.as_str(), text.as_str()), ("a ### b", "a ### b"));
+    }
+}

@@ -1,0 +1,106 @@
+//! The direct baseline: put the folder in the window and ask once.
+
+use quarry_index::Folder;
+use quarry_llm::local::{ChatMessage, LocalModel};
+
+use crate::{Error, Result};
+
+const SYSTEM: &str = include_str!("../../../assets/prompts/direct.md");
+
+/// The marker left where a document was cut to fit the window, so the model (and the user
+/// reading the prompt) knows text is missing rather than absent.
+const CUT: &str = "\n[... the rest of this file did not fit in the model's window ...]\n";
+
+/// A prompt holding as much of the folder as fits, and an account of what did not.
+#[derive(Debug, Clone)]
+pub struct DirectPrompt {
+    pub messages: Vec<ChatMessage>,
+    /// Files given to the model whole.
+    pub whole: Vec<String>,
+    /// The file cut short to fill the window, if any.
+    pub cut: Option<String>,
+    /// Files left out entirely.
+    pub omitted: Vec<String>,
+    /// Tokens of the rendered prompt.
+    pub prompt_tokens: usize,
+}
+
+impl DirectPrompt {
+    /// Fits `folder` and `question` into `window` tokens, leaving `answer_tokens` for the reply.
+    /// Files go in path order; the first that does not fit is cut, the rest are listed as omitted.
+    pub fn build(model: &LocalModel, folder: &Folder, question: &str, window: usize, answer_tokens: usize) -> Result<DirectPrompt> {
+        let question = question.trim();
+        if question.is_empty() {
+            return Err(Error::EmptyQuestion);
+        }
+        let user = |docs: &str| format!("{docs}\nQuestion: {question}");
+        let empty = vec![ChatMessage::system(SYSTEM.trim()), ChatMessage::user(user(""))];
+        let overhead = model.count_tokens(&model.render_chat(&empty)?);
+        let budget = window
+            .checked_sub(overhead + answer_tokens)
+            .filter(|b| *b > 0)
+            .ok_or(Error::WindowTooSmall { window, answer: answer_tokens })?;
+
+        let mut docs = String::new();
+        let mut used = 0usize;
+        let (mut whole, mut cut, mut omitted) = (Vec::new(), None, Vec::new());
+        for doc in folder.documents() {
+            if cut.is_some() || used >= budget {
+                omitted.push(doc.path.clone());
+                continue;
+            }
+            let whole_block = block(&doc.path, &doc.text);
+            let tokens = model.count_tokens(&whole_block);
+            if used + tokens <= budget {
+                docs.push_str(&whole_block);
+                used += tokens;
+                whole.push(doc.path.clone());
+                continue;
+            }
+            // Cut this file to the room left: estimate from its own chars-per-token, then shrink
+            // until the tokenizer agrees.
+            let room = budget - used;
+            let ratio = doc.text.len() as f64 / tokens.max(1) as f64;
+            let mut keep = ((room as f64) * ratio * 0.95) as usize;
+            loop {
+                let end = floor_boundary(&doc.text, keep);
+                let partial = block(&doc.path, &format!("{}{CUT}", &doc.text[..end]));
+                let t = model.count_tokens(&partial);
+                if t <= room || end == 0 {
+                    if end > 0 {
+                        docs.push_str(&partial);
+                        used += t;
+                        cut = Some(doc.path.clone());
+                    } else {
+                        omitted.push(doc.path.clone());
+                    }
+                    break;
+                }
+                keep = (end as f64 * 0.9) as usize;
+            }
+            if cut.is_none() && !omitted.contains(&doc.path) {
+                omitted.push(doc.path.clone());
+            }
+        }
+        let messages = vec![ChatMessage::system(SYSTEM.trim()), ChatMessage::user(user(&docs))];
+        let prompt_tokens = model.count_tokens(&model.render_chat(&messages)?);
+        Ok(DirectPrompt { messages, whole, cut, omitted, prompt_tokens })
+    }
+
+    /// Whether the model sees less than the whole folder.
+    pub fn is_truncated(&self) -> bool {
+        self.cut.is_some() || !self.omitted.is_empty()
+    }
+}
+
+fn block(path: &str, text: &str) -> String {
+    format!("<document path=\"{path}\">\n{}\n</document>\n", text.trim_end())
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Desktop end-to-end smoke test: starts Xvfb and tauri-driver, then drives the real Quarry
+# window with smoke.test.mjs. Run from anywhere: `bash tests/e2e/run.sh`.
+#
+# Environment:
+#   QUARRY_APP       desktop binary to test (default: <repo>/target/release/quarry-desktop)
+#   QUARRY_E2E_OUT   where logs and screenshots go (default: <repo>/target/e2e)
+#   QUARRY_E2E_PORT  tauri-driver port (default 4444; the native driver uses this + 1)
+#   TAURI_DRIVER     path to tauri-driver (default: PATH, then ~/.cargo/bin)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+APP="${QUARRY_APP:-$REPO/target/release/quarry-desktop}"
+OUT="${QUARRY_E2E_OUT:-$REPO/target/e2e}"
+PORT="${QUARRY_E2E_PORT:-4444}"
+NATIVE_PORT=$((PORT + 1))
+
+die() { echo "e2e: $*" >&2; exit 2; }
+
+# --- prerequisites -------------------------------------------------------------------------
+command -v node >/dev/null 2>&1 || die "node is not installed (needed to run the smoke test)."
+command -v npm >/dev/null 2>&1 || die "npm is not installed (needed to install webdriverio)."
+command -v Xvfb >/dev/null 2>&1 || die "Xvfb is missing: install it with 'apt-get install xvfb'."
+WEBKIT_DRIVER="$(command -v WebKitWebDriver || true)"
+[[ -n "$WEBKIT_DRIVER" ]] || die "WebKitWebDriver is missing: install it with 'apt-get install webkit2gtk-driver'."
+DRIVER="${TAURI_DRIVER:-}"
+if [[ -z "$DRIVER" ]]; then
+  DRIVER="$(command -v tauri-driver || true)"
+fi
+if [[ -z "$DRIVER" ]]; then
+  for candidate in "${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver" "$HOME/.cargo/bin/tauri-driver"; do
+    if [[ -x "$candidate" ]]; then DRIVER="$candidate"; break; fi
+  done
+fi
+[[ -n "$DRIVER" && -x "$DRIVER" ]] || die "tauri-driver is missing: install it with 'cargo install tauri-driver --locked'."
+[[ -x "$APP" ]] || die "the app binary $APP is missing: build it first (cargo build --release), or set QUARRY_APP."
+case "$APP" in /*) ;; *) APP="$(cd "$(dirname "$APP")" && pwd)/$(basename "$APP")" ;; esac
+export QUARRY_APP="$APP" QUARRY_E2E_OUT="$OUT" QUARRY_E2E_PORT="$PORT"
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open "$PORT" && die "port $PORT is already in use (another tauri-driver?); set QUARRY_E2E_PORT."
+port_open "$NATIVE_PORT" && die "port $NATIVE_PORT (native WebDriver) is already in use; set QUARRY_E2E_PORT."
+
+if [[ ! -d "$HERE/node_modules/webdriverio" ]]; then
+  echo "e2e: installing test dependencies (npm ci)"
+  (cd "$HERE" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) </dev/null
+fi
+
+mkdir -p "$OUT"
+rm -f "$OUT/window.png" "$OUT/screen.png"
+
+# --- background services, always cleaned up --------------------------------------------------
+XVFB_PID=""
+DRIVER_PID=""
+TMP="$(mktemp -d)"
+cleanup() {
+  local code=$?
+  if [[ -n "$DRIVER_PID" ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
+    # SIGTERM, not SIGKILL: tauri-driver then stops the WebKitWebDriver it started.
+    kill -TERM "$DRIVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.1; done
+    wait "$DRIVER_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$XVFB_PID" ]] && kill -0 "$XVFB_PID" 2>/dev/null; then
+    kill -TERM "$XVFB_PID" 2>/dev/null || true
+    wait "$XVFB_PID" 2>/dev/null || true
+  fi
+  rm -rf "$TMP"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Xvfb picks a free display itself and writes its number to fd 5 once it accepts clients.
+Xvfb -displayfd 5 -screen 0 1280x800x24 -nolisten tcp 5>"$TMP/display" >"$OUT/xvfb.log" 2>&1 </dev/null &
+XVFB_PID=$!
+for _ in $(seq 1 100); do
+  [[ -s "$TMP/display" ]] && break
+  kill -0 "$XVFB_PID" 2>/dev/null || die "Xvfb exited at start (see $OUT/xvfb.log)."
+  sleep 0.1
+done
+[[ -s "$TMP/display" ]] || die "Xvfb did not start within 10 s (see $OUT/xvfb.log)."
+export DISPLAY=":$(tr -dc '0-9' <"$TMP/display")"
+echo "e2e: Xvfb on DISPLAY=$DISPLAY"
+
+# WebKitGTK under Xvfb has no GPU: render in software so the window is not blank.
+export WEBKIT_DISABLE_DMABUF_RENDERER="${WEBKIT_DISABLE_DMABUF_RENDERER:-1}"
+export WEBKIT_DISABLE_COMPOSITING_MODE="${WEBKIT_DISABLE_COMPOSITING_MODE:-1}"
+export LIBGL_ALWAYS_SOFTWARE="${LIBGL_ALWAYS_SOFTWARE:-1}"
+if [[ -z "${XDG_RUNTIME_DIR:-}" || ! -w "${XDG_RUNTIME_DIR:-/nonexistent}" ]]; then
+  mkdir -p "$TMP/runtime" && chmod 700 "$TMP/runtime"
+  export XDG_RUNTIME_DIR="$TMP/runtime"
+fi
+
+"$DRIVER" --port "$PORT" --native-port "$NATIVE_PORT" --native-driver "$WEBKIT_DRIVER" \
+  >"$OUT/tauri-driver.log" 2>&1 </dev/null &
+DRIVER_PID=$!
+for _ in $(seq 1 300); do
+  port_open "$PORT" && break
+  kill -0 "$DRIVER_PID" 2>/dev/null || die "tauri-driver exited at start (see $OUT/tauri-driver.log)."
+  sleep 0.1
+done
+port_open "$PORT" || die "tauri-driver did not listen on port $PORT within 30 s (see $OUT/tauri-driver.log)."
+echo "e2e: tauri-driver on 127.0.0.1:$PORT, testing $APP"
+
+set +e
+node --test --test-reporter=spec "$HERE/smoke.test.mjs" </dev/null
+status=$?
+set -e
+echo "e2e: logs and screenshots in $OUT"
+exit "$status"

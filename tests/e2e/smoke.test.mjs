@@ -1,0 +1,98 @@
+// Desktop smoke test: drives the REAL Quarry window (Rust backend + bundled ui/dist) through
+// tauri-driver -> WebKitWebDriver. Run it through run.sh, which provides Xvfb and the driver.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { remote } from 'webdriverio';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const APP = process.env.QUARRY_APP || join(REPO, 'target', 'release', 'quarry-desktop');
+const OUT = process.env.QUARRY_E2E_OUT || join(REPO, 'target', 'e2e');
+const PORT = Number(process.env.QUARRY_E2E_PORT || 4444);
+const MODEL_ID = 'qwen2.5-coder-0.5b-instruct-q4_k_m';
+const BACKEND_TIMEOUT_MS = 30_000;
+
+/** @type {WebdriverIO.Browser | undefined} */
+let browser;
+
+/** Whole-screen capture with ImageMagick's `import`, when it is installed (best effort). */
+function screenCapture(file) {
+  if (!process.env.DISPLAY) return;
+  try {
+    execFileSync('import', ['-window', 'root', file], { stdio: 'ignore', timeout: 20_000 });
+    console.log(`screen screenshot: ${file}`);
+  } catch (e) {
+    console.log(`screen screenshot skipped (${e.code === 'ENOENT' ? 'import not installed' : e.message})`);
+  }
+}
+
+describe('Quarry desktop window', () => {
+  before(async () => {
+    assert.ok(existsSync(APP), `app binary not found: ${APP} (set QUARRY_APP)`);
+    mkdirSync(OUT, { recursive: true });
+    browser = await remote({
+      hostname: '127.0.0.1',
+      port: PORT,
+      logLevel: 'warn',
+      connectionRetryTimeout: 60_000,
+      connectionRetryCount: 0,
+      capabilities: {
+        'tauri:options': { application: APP },
+        // WebKitWebDriver speaks classic WebDriver only; without this wdio 9 tries BiDi and fails.
+        'wdio:enforceWebDriverClassic': true,
+      },
+    });
+  });
+
+  after(async () => {
+    if (!browser) return;
+    try {
+      await browser.saveScreenshot(join(OUT, 'window.png'));
+      console.log(`window screenshot: ${join(OUT, 'window.png')}`);
+    } catch (e) {
+      console.log(`window screenshot failed: ${e.message}`);
+    }
+    screenCapture(join(OUT, 'screen.png'));
+    await browser.deleteSession();
+  });
+
+  it('has the title "Quarry"', async () => {
+    assert.equal(await browser.getTitle(), 'Quarry');
+  });
+
+  it('shows the Quarry heading', async () => {
+    const h1 = await browser.$('h1');
+    await h1.waitForDisplayed({ timeout: 10_000 });
+    assert.equal(await h1.getText(), 'Quarry');
+  });
+
+  it('lists the model catalogue from the Rust backend', async () => {
+    const row = await browser.$(`#models .model[data-model-id="${MODEL_ID}"]`);
+    try {
+      await row.waitForExist({ timeout: BACKEND_TIMEOUT_MS });
+    } catch (e) {
+      const alert = await browser.$('#models [role="alert"]');
+      const why = (await alert.isExisting()) ? `; the UI shows: ${await alert.getText()}` : '';
+      throw new Error(`no model row ${MODEL_ID} within ${BACKEND_TIMEOUT_MS / 1000} s${why}`, { cause: e });
+    }
+    const status = (await row.$('.status').getText()).trim();
+    assert.ok(
+      status === 'installed' || status === 'not installed',
+      `unexpected status badge text: ${JSON.stringify(status)}`,
+    );
+    assert.equal((await row.$('code').getText()).trim(), MODEL_ID);
+  });
+
+  it('shows the app version in the footer', async () => {
+    const version = await browser.$('#version');
+    await browser.waitUntil(async () => (await version.getText()).length > 0, {
+      timeout: BACKEND_TIMEOUT_MS,
+      timeoutMsg: '#version stayed empty',
+    });
+    const text = await version.getText();
+    assert.match(text, /^v\d/, `#version text: ${JSON.stringify(text)}`);
+  });
+});
