@@ -1,1 +1,25 @@
+//! The Quarry desktop app: a thin Tauri shell. It holds window state and forwards commands to
+//! the library crates; everything it can do is also reachable through the `quarry` CLI, and the
+//! command handlers are plain functions tested without a window.
 
+pub mod commands;
+
+/// Starts the desktop app; returns when the last window closes.
+pub fn run() {
+    quarry_llm::local::prepare_process_env();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
+                .unwrap_or_else(|_| "warn,llama-cpp-2=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tauri::Builder::default()
+        .invoke_handler(tauri::generate_handler![commands::app_info])
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        // Reached when the window system is unavailable (no display, missing WebKitGTK).
+        eprintln!("error: Quarry could not open its window: {e}");
+        std::process::exit(1);
+    }
+}

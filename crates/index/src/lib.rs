@@ -67,7 +67,13 @@ impl Folder {
         }
         let mut documents = Vec::new();
         let mut skipped = Vec::new();
-        for entry in ignore::WalkBuilder::new(root).hidden(true).git_ignore(true).require_git(false).sort_by_file_name(|a, b| a.cmp(b)).build() {
+        for entry in ignore::WalkBuilder::new(root)
+            .hidden(true)
+            .git_ignore(true)
+            .require_git(false)
+            .sort_by_file_name(|a, b| a.cmp(b))
+            .build()
+        {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {

@@ -152,7 +152,10 @@ impl Catalog {
         let mut seen = std::collections::HashSet::new();
         for m in &self.models {
             if m.id.is_empty() || !m.id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-                return Err(bad(format!("model id '{}' must be non-empty ASCII letters, digits, '.', '_' or '-'", m.id)));
+                return Err(bad(format!(
+                    "model id '{}' must be non-empty ASCII letters, digits, '.', '_' or '-'",
+                    m.id
+                )));
             }
             if !seen.insert(&m.id) {
                 return Err(bad(format!("model id '{}' appears twice", m.id)));
@@ -177,7 +180,10 @@ impl Catalog {
                         )));
                     }
                     if m.size.is_none() || m.sha256.is_none() {
-                        return Err(bad(format!("model '{}': a pypi-parts source needs a pinned size and sha256", m.id)));
+                        return Err(bad(format!(
+                            "model '{}': a pypi-parts source needs a pinned size and sha256",
+                            m.id
+                        )));
                     }
                 }
             }
@@ -201,8 +207,8 @@ pub fn register_local(models_dir: &Path, entry: ModelEntry) -> Result<()> {
     };
     file.models.retain(|m| m.id != entry.id);
     file.models.push(entry);
-    let text = toml::to_string_pretty(&file)
-        .map_err(|e| Error::Catalog { path: path.clone(), message: e.to_string() })?;
+    let text =
+        toml::to_string_pretty(&file).map_err(|e| Error::Catalog { path: path.clone(), message: e.to_string() })?;
     std::fs::create_dir_all(models_dir).map_err(Error::io(models_dir))?;
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, text).map_err(Error::io(&tmp))?;

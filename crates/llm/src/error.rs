@@ -29,6 +29,15 @@ pub enum Error {
     #[error("could not download {url}: {message}")]
     Network { url: String, message: String },
 
+    #[error("{url} answered {status}: {message}")]
+    Http { url: String, status: u16, message: String },
+
+    #[error("the local model server stopped unexpectedly ({reason}); it is restarting, so try again")]
+    EngineCrashed { reason: String },
+
+    #[error("the local model server could not start: {reason}")]
+    EngineStart { reason: String },
+
     #[error("could not fetch {id} from any source ({})", attempts.join("; "))]
     AllSourcesFailed { id: String, attempts: Vec<String> },
 

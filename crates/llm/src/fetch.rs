@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{register_local, ModelEntry, Source};
+use crate::openai::describe;
 use crate::store::{free_space, ModelStore};
 use crate::{Error, Result};
 
@@ -73,7 +74,11 @@ impl Fetcher {
     /// otherwise.
     pub fn new(store: ModelStore) -> Result<Fetcher> {
         let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.into());
-        Fetcher::with_endpoints(store, &env(HF_ENDPOINT_ENV, "https://huggingface.co"), &env(PYPI_URL_ENV, "https://pypi.org/pypi"))
+        Fetcher::with_endpoints(
+            store,
+            &env(HF_ENDPOINT_ENV, "https://huggingface.co"),
+            &env(PYPI_URL_ENV, "https://pypi.org/pypi"),
+        )
     }
 
     pub fn with_endpoints(store: ModelStore, hf_endpoint: &str, pypi_url: &str) -> Result<Fetcher> {
@@ -108,7 +113,10 @@ impl Fetcher {
                     return Ok(target);
                 }
                 Err(Error::Mismatch { .. }) if entry.path.is_none() => {
-                    progress.note(&format!("the installed {} did not verify and was deleted; downloading it again", entry.id));
+                    progress.note(&format!(
+                        "the installed {} did not verify and was deleted; downloading it again",
+                        entry.id
+                    ));
                 }
                 Err(e) => return Err(e),
             }
@@ -145,7 +153,14 @@ impl Fetcher {
         Err(Error::AllSourcesFailed { id: entry.id.clone(), attempts })
     }
 
-    async fn from_hub(&self, entry: &ModelEntry, repo: &str, file: &str, target: &Path, progress: &dyn Progress) -> Result<()> {
+    async fn from_hub(
+        &self,
+        entry: &ModelEntry,
+        repo: &str,
+        file: &str,
+        target: &Path,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let url = format!("{}/{repo}/resolve/main/{file}", self.hf_endpoint);
         // The Hub's redirect carries the LFS object's sha256 and size; ask without following it.
         let head = reqwest::Client::builder()
@@ -161,7 +176,9 @@ impl Fetcher {
         if !(head.status().is_success() || head.status().is_redirection()) {
             return Err(Error::Network { url, message: format!("the server answered {}", head.status()) });
         }
-        let header = |name: &str| head.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim_matches('"').to_string());
+        let header = |name: &str| {
+            head.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim_matches('"').to_string())
+        };
         let hub_sha = header("x-linked-etag").filter(|s| s.len() == 64);
         let hub_size = header("x-linked-size").and_then(|s| s.parse::<u64>().ok());
         let (size, sha) = match (entry.size.or(hub_size), entry.sha256.clone().or(hub_sha)) {
@@ -291,9 +308,13 @@ impl Fetcher {
         if !resp.status().is_success() {
             return Err(net(format!("the server answered {}", resp.status())));
         }
-        let json: serde_json::Value = resp.json().await.map_err(|e| net(format!("not PyPI's JSON API ({})", describe(&e))))?;
+        let json: serde_json::Value =
+            resp.json().await.map_err(|e| net(format!("not PyPI's JSON API ({})", describe(&e))))?;
         let files = match version {
-            Some(v) => json["releases"][v].as_array().cloned().ok_or_else(|| net(format!("PyPI has no release {v} of {package}")))?,
+            Some(v) => json["releases"][v]
+                .as_array()
+                .cloned()
+                .ok_or_else(|| net(format!("PyPI has no release {v} of {package}")))?,
             None => json["urls"].as_array().cloned().unwrap_or_default(),
         };
         let wheel = files
@@ -305,12 +326,22 @@ impl Fetcher {
             filename: get("filename").ok_or_else(|| net("a wheel without a file name".into()))?,
             url: get("url").ok_or_else(|| net("a wheel without a URL".into()))?,
             size: wheel["size"].as_u64().ok_or_else(|| net("a wheel without a size".into()))?,
-            sha256: wheel["digests"]["sha256"].as_str().map(str::to_string).ok_or_else(|| net("a wheel without a sha256".into()))?,
+            sha256: wheel["digests"]["sha256"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| net("a wheel without a sha256".into()))?,
         })
     }
 
     /// Downloads `url` into `path` with its own progress phase.
-    async fn download(&self, url: &str, path: &Path, size: Option<u64>, label: &str, progress: &dyn Progress) -> Result<()> {
+    async fn download(
+        &self,
+        url: &str,
+        path: &Path,
+        size: Option<u64>,
+        label: &str,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let have = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         progress.begin(label, size.map(|s| s.saturating_sub(have)));
         self.download_into(url, path, size, progress).await?;
@@ -356,7 +387,12 @@ impl Fetcher {
             let chunk = chunk.map_err(|e| net(describe(&e)))?;
             file.write_all(&chunk).map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENOSPC) {
-                    Error::NoSpace { dir: path.parent().unwrap_or(path).into(), id: file_name(path), need: size.unwrap_or(0), have: 0 }
+                    Error::NoSpace {
+                        dir: path.parent().unwrap_or(path).into(),
+                        id: file_name(path),
+                        need: size.unwrap_or(0),
+                        have: 0,
+                    }
                 } else {
                     Error::io(path)(e)
                 }
@@ -367,7 +403,9 @@ impl Fetcher {
         let len = std::fs::metadata(path).map_err(Error::io(path))?.len();
         if let Some(size) = size {
             if len != size {
-                return Err(net(format!("the transfer ended at {len} of {size} bytes; run the command again to resume")));
+                return Err(net(format!(
+                    "the transfer ended at {len} of {size} bytes; run the command again to resume"
+                )));
             }
         }
         Ok(())
@@ -377,7 +415,12 @@ impl Fetcher {
         let margin = 64 << 20;
         if let Some(have) = free_space(self.store.dir()) {
             if have < need + margin {
-                return Err(Error::NoSpace { dir: self.store.dir().into(), id: entry.id.clone(), need: need + margin, have });
+                return Err(Error::NoSpace {
+                    dir: self.store.dir().into(),
+                    id: entry.id.clone(),
+                    need: need + margin,
+                    have,
+                });
             }
         }
         Ok(())
@@ -467,22 +510,4 @@ pub fn verify(
         }
     }
     Ok(())
-}
-
-/// The innermost cause of a reqwest error ("Connection refused", "dns error: ..."), which is the
-/// part a person can act on.
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg = s.to_string();
-        source = s.source();
-    }
-    if e.is_timeout() {
-        format!("timed out ({msg})")
-    } else if e.is_connect() {
-        format!("could not connect ({msg})")
-    } else {
-        msg
-    }
 }

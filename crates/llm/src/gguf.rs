@@ -102,7 +102,8 @@ pub fn inspect(path: &Path) -> Result<GgufInfo> {
     for _ in 0..kv_count {
         let key = r.string().map_err(eof)?.ok_or_else(|| bad("a metadata key is implausibly long".into()))?;
         let ty = r.u32().map_err(eof)?;
-        let value = r.value(ty).map_err(eof)?.ok_or_else(|| bad(format!("metadata key '{key}' has an unknown type {ty}")))?;
+        let value =
+            r.value(ty).map_err(eof)?.ok_or_else(|| bad(format!("metadata key '{key}' has an unknown type {ty}")))?;
         metadata.insert(key, value);
     }
     let alignment = match metadata.get("general.alignment") {
@@ -339,7 +340,8 @@ mod tests {
 
     #[test]
     fn reads_metadata_of_a_valid_file() {
-        let (_d, path) = write(&tiny_gguf(&[("general.architecture", "qwen2"), ("tokenizer.chat_template", "{{x}}")], 64, true));
+        let (_d, path) =
+            write(&tiny_gguf(&[("general.architecture", "qwen2"), ("tokenizer.chat_template", "{{x}}")], 64, true));
         let info = inspect(&path).unwrap();
         assert_eq!(info.version, 3);
         assert_eq!(info.architecture(), Some("qwen2"));

@@ -25,7 +25,12 @@ pub struct Verification {
 }
 
 /// Checks the header, hashes the file and compares it with every catalog model.
-pub fn verify_file(store: &ModelStore, path: &Path, progress: &dyn Progress, cancel: &CancelToken) -> Result<Verification> {
+pub fn verify_file(
+    store: &ModelStore,
+    path: &Path,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<Verification> {
     let info = gguf::inspect(path)?;
     progress.begin(&format!("hashing {}", path.display()), Some(info.file_len));
     let sha256 = sha256_file(path, progress, cancel)?;
@@ -58,7 +63,12 @@ pub fn verify_file(store: &ModelStore, path: &Path, progress: &dyn Progress, can
 
 /// Registers a local GGUF file. A file identical to a catalog model completes that model (no
 /// download needed); any other file becomes a new model whose id derives from its name.
-pub fn import_file(store: &ModelStore, path: &Path, progress: &dyn Progress, cancel: &CancelToken) -> Result<ModelEntry> {
+pub fn import_file(
+    store: &ModelStore,
+    path: &Path,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<ModelEntry> {
     let path = path.canonicalize().map_err(Error::io(path))?;
     let v = verify_file(store, &path, progress, cancel)?;
     let catalog = store.catalog()?;
@@ -75,7 +85,10 @@ pub fn import_file(store: &ModelStore, path: &Path, progress: &dyn Progress, can
                 if existing.path.as_deref() != Some(path.as_path()) {
                     return Err(Error::Catalog {
                         path: store.dir().join(crate::catalog::LOCAL_FILE),
-                        message: format!("a different model already has the id '{id}'; rename {} before importing it", path.display()),
+                        message: format!(
+                            "a different model already has the id '{id}'; rename {} before importing it",
+                            path.display()
+                        ),
                     });
                 }
             }
@@ -108,8 +121,13 @@ fn new_entry(id: String, path: &Path, info: &GgufInfo, v: &Verification) -> Mode
 /// `Llama-3.2-3B-Instruct-Q4_K_M.gguf` → `llama-3.2-3b-instruct-q4_k_m`.
 fn id_from(path: &Path) -> String {
     let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
-    let id: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
-    if id.is_empty() { "imported-model".into() } else { id }
+    let id: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    if id.is_empty() {
+        "imported-model".into()
+    } else {
+        id
+    }
 }
 
 fn quantization_from(file: &str) -> String {
@@ -132,7 +150,8 @@ mod tests {
         let models = tempfile::tempdir().unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
         let file = elsewhere.path().join("My-Tiny Model-Q8_0.gguf");
-        std::fs::write(&file, tiny_gguf(&[("general.architecture", "llama"), ("general.name", "Tiny")], 16, true)).unwrap();
+        std::fs::write(&file, tiny_gguf(&[("general.architecture", "llama"), ("general.name", "Tiny")], 16, true))
+            .unwrap();
         let store = ModelStore::new(models.path());
         let entry = import_file(&store, &file, &NoProgress, &CancelToken::default()).unwrap();
         assert_eq!(entry.id, "my-tiny-model-q8_0");

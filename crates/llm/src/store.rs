@@ -17,9 +17,14 @@ pub struct ModelStore {
 /// Whether a model's file is on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
-    Installed { path: PathBuf },
+    Installed {
+        path: PathBuf,
+    },
     /// A file is there but has the wrong size (an interrupted copy, or a different file).
-    Damaged { path: PathBuf, len: u64 },
+    Damaged {
+        path: PathBuf,
+        len: u64,
+    },
     Missing,
 }
 

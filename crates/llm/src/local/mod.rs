@@ -3,7 +3,9 @@
 //! This is the single-sequence engine `quarry ask` uses today. The served engine with continuous
 //! batching and prompt caching (`quarry serve`) builds on the same pieces.
 
+pub mod raw_bench;
 mod template;
+mod text;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,9 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 pub use template::{ChatMessage, ChatTemplate};
+pub(crate) use text::Utf8Stream;
+
+pub use crate::api::FinishReason;
 
 use crate::{gguf, Error, Result};
 
@@ -37,7 +42,7 @@ pub fn prepare_process_env() {
     }
 }
 
-fn backend() -> Result<&'static LlamaBackend> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend> {
     static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -111,17 +116,6 @@ impl TokenSink for String {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// The model ended its turn, or a stop string appeared.
-    Stop,
-    /// `max_tokens` was reached.
-    Length,
-    /// The sink asked to stop.
-    Cancelled,
-}
-
 /// A finished generation with its counts and timings.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Generation {
@@ -190,7 +184,12 @@ impl LocalModel {
         template.render(messages, true)
     }
 
-    pub fn chat(&self, messages: &[ChatMessage], options: &GenerateOptions, sink: &mut dyn TokenSink) -> Result<Generation> {
+    pub fn chat(
+        &self,
+        messages: &[ChatMessage],
+        options: &GenerateOptions,
+        sink: &mut dyn TokenSink,
+    ) -> Result<Generation> {
         let prompt = self.render_chat(messages)?;
         self.complete(&prompt, options, sink)
     }
@@ -228,7 +227,9 @@ impl LocalModel {
             batch.clear();
             for (i, &t) in chunk.iter().enumerate() {
                 let pos = done + i;
-                batch.add(t, pos as i32, &[0], pos + 1 == tokens.len()).map_err(|e| Error::Generation(e.to_string()))?;
+                batch
+                    .add(t, pos as i32, &[0], pos + 1 == tokens.len())
+                    .map_err(|e| Error::Generation(e.to_string()))?;
             }
             ctx.decode(&mut batch).map_err(|e| Error::Generation(format!("prompt evaluation failed ({e})")))?;
             done += chunk.len();
@@ -239,7 +240,7 @@ impl LocalModel {
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
         let mut sampler = sampler(&self.model, options);
-        let mut out = Utf8Stream::new(&options.stop);
+        let mut out = Utf8Stream::new(options.stop.clone());
         let mut finish = FinishReason::Length;
         let mut n_gen = 0usize;
         let gen_started = Instant::now();
@@ -311,122 +312,4 @@ fn sampler(model: &LlamaModel, o: &GenerateOptions) -> LlamaSampler {
         chain.push(LlamaSampler::dist(o.seed));
     }
     LlamaSampler::chain_simple(chain)
-}
-
-/// Turns token bytes into text: holds back bytes of an unfinished UTF-8 character and any tail
-/// that could still become a stop string, so what the sink sees is exactly the final text.
-struct Utf8Stream<'a> {
-    stop: &'a [String],
-    pending: Vec<u8>,
-    text: String,
-    emitted: usize,
-}
-
-impl<'a> Utf8Stream<'a> {
-    fn new(stop: &'a [String]) -> Self {
-        Utf8Stream { stop, pending: Vec::new(), text: String::new(), emitted: 0 }
-    }
-
-    /// Returns the text that is now certain, and whether a stop string ended the output.
-    fn push(&mut self, bytes: &[u8]) -> (String, bool) {
-        self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(s) => s.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            // Invalid bytes will never complete: replace them rather than stall.
-            Err(_) => {
-                let s = String::from_utf8_lossy(&self.pending).into_owned();
-                self.pending.clear();
-                self.text.push_str(&s);
-                return self.settle();
-            }
-        };
-        let s = std::str::from_utf8(&self.pending[..valid]).expect("checked above").to_string();
-        self.pending.drain(..valid);
-        self.text.push_str(&s);
-        self.settle()
-    }
-
-    fn settle(&mut self) -> (String, bool) {
-        let search_from = self.emitted.saturating_sub(self.stop.iter().map(|s| s.len()).max().unwrap_or(0));
-        let search_from = floor_char_boundary(&self.text, search_from);
-        if let Some(at) = self.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text[search_from..].find(s.as_str()).map(|i| i + search_from)).min() {
-            self.text.truncate(at);
-            let fresh = self.text[self.emitted.min(at)..].to_string();
-            self.emitted = at;
-            return (fresh, true);
-        }
-        // Hold back the longest tail that is a prefix of some stop string.
-        let mut safe = self.text.len();
-        for s in self.stop {
-            for k in (1..s.len()).rev() {
-                if self.text.ends_with(&s[..floor_char_boundary(s, k)]) && k <= self.text.len() {
-                    safe = safe.min(self.text.len() - floor_char_boundary(s, k));
-                    break;
-                }
-            }
-        }
-        let safe = floor_char_boundary(&self.text, safe.max(self.emitted));
-        let fresh = self.text[self.emitted..safe].to_string();
-        self.emitted = safe;
-        (fresh, false)
-    }
-
-    fn flush(&mut self) -> String {
-        let fresh = self.text[self.emitted..].to_string();
-        self.emitted = self.text.len();
-        fresh
-    }
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Utf8Stream;
-
-    fn run(pieces: &[&[u8]], stop: &[&str]) -> (String, String, bool) {
-        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
-        let mut s = Utf8Stream::new(&stop);
-        let mut seen = String::new();
-        let mut stopped = false;
-        for p in pieces {
-            let (fresh, st) = s.push(p);
-            seen.push_str(&fresh);
-            if st {
-                stopped = true;
-                break;
-            }
-        }
-        if !stopped {
-            seen.push_str(&s.flush());
-        }
-        (seen, s.text, stopped)
-    }
-
-    #[test]
-    fn split_characters_are_joined_before_they_are_emitted() {
-        let euro = "€".as_bytes();
-        let (seen, text, _) = run(&[b"a", &euro[..1], &euro[1..], b"b"], &[]);
-        assert_eq!(seen, "a€b");
-        assert_eq!(text, "a€b");
-    }
-
-    #[test]
-    fn stop_strings_are_cut_and_never_streamed() {
-        let (seen, text, stopped) = run(&[b"answer: 4", b"2\n##", b"#END", b" more"], &["###END"]);
-        assert!(stopped);
-        assert_eq!(text, "answer: 42\n");
-        assert_eq!(seen, text);
-        // A partial match that turns out not to be a stop string is released.
-        let (seen, text, stopped) = run(&[b"a ##", b"# b"], &["###END"]);
-        assert!(!stopped);
-        assert_eq!((seen.as_str(), text.as_str()), ("a ### b", "a ### b"));
-    }
 }

@@ -37,8 +37,18 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    pub fn new(model: impl Into<String>, source: impl Into<String>, bos_token: impl Into<String>, eos_token: impl Into<String>) -> Self {
-        ChatTemplate { model: model.into(), source: source.into(), bos_token: bos_token.into(), eos_token: eos_token.into() }
+    pub fn new(
+        model: impl Into<String>,
+        source: impl Into<String>,
+        bos_token: impl Into<String>,
+        eos_token: impl Into<String>,
+    ) -> Self {
+        ChatTemplate {
+            model: model.into(),
+            source: source.into(),
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        }
     }
 
     /// The conversation as the model was trained to see it, ending with the assistant's turn
@@ -86,7 +96,10 @@ mod tests {
     fn renders_qwen_exactly_like_transformers() {
         let t = ChatTemplate::new("qwen", QWEN25, "", "<|im_end|>");
         let out = t.render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")], true).unwrap();
-        assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
         let out = t.render(&[ChatMessage::user("Hi")], false).unwrap();
         assert_eq!(
             out,

@@ -1,0 +1,58 @@
+# Quarry's two commands: `make demo` (set up, then answer a question about assets/demo with a
+# real local model) and `make test` (set up, then every test: Rust incl. the real 0.5B model,
+# UI unit tests, and the desktop end-to-end smoke test under Xvfb).
+#
+# Models go to $QUARRY_MODELS_DIR, else the user's data dir (~/.local/share/quarry/models).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+QUARRY := target/release/quarry
+ROOT_MODEL := qwen2.5-coder-1.5b-instruct-q4_k_m
+SUB_MODEL := qwen2.5-coder-0.5b-instruct-q4_k_m
+DEMO_QUESTION := List each agreement with its termination notice period in days.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export OMP_WAIT_POLICY ?= passive
+
+.PHONY: demo test deps deps-e2e ui ui-test build models-demo models-test rust-test e2e fmt-check clean
+
+demo: deps build models-demo
+	@echo "== quarry ask --folder assets/demo \"$(DEMO_QUESTION)\""
+	$(QUARRY) ask --folder assets/demo "$(DEMO_QUESTION)"
+
+test: deps-e2e fmt-check ui-test build models-test rust-test e2e
+	@echo "== all tests passed"
+
+deps:
+	@bash scripts/install-deps.sh
+
+deps-e2e:
+	@bash scripts/install-deps.sh --e2e
+
+# The desktop binary embeds ui/dist at compile time, so the UI is built before cargo runs.
+ui:
+	@cd ui && { [ -d node_modules ] && [ node_modules -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
+
+ui-test: ui
+	cd ui && npm test
+
+build: ui
+	$(CARGO) build --release --workspace
+
+models-demo: build
+	$(QUARRY) models fetch $(ROOT_MODEL) $(SUB_MODEL)
+
+models-test: build
+	$(QUARRY) models fetch $(SUB_MODEL)
+
+rust-test: build
+	$(CARGO) test --release --workspace
+
+e2e: build
+	bash tests/e2e/run.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clean:
+	$(CARGO) clean
+	rm -rf ui/dist ui/node_modules tests/e2e/node_modules

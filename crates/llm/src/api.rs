@@ -1,0 +1,145 @@
+//! The one model protocol: requests, results and the [`LanguageModel`] trait, in the shape of
+//! OpenAI's chat completions so the same code talks to Quarry's own engine, llama.cpp's
+//! `llama-server`, vLLM, Ollama or a hosted API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::local::ChatMessage;
+use crate::Result;
+
+/// How to pick tokens. Temperature 0 means greedy decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: i32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub seed: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { temperature: 0.0, top_p: 0.95, top_k: 40, min_p: 0.05, repeat_penalty: 1.0, seed: 42 }
+    }
+}
+
+/// Output constraints. `grammar` is GBNF; `json_schema` is turned into a grammar by the engine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Constraint {
+    pub grammar: Option<String>,
+    pub json_schema: Option<serde_json::Value>,
+}
+
+/// A chat completion request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<usize>,
+    pub sampling: Sampling,
+    pub stop: Vec<String>,
+    pub constraint: Constraint,
+}
+
+impl ChatRequest {
+    pub fn new(messages: Vec<ChatMessage>) -> Self {
+        ChatRequest { messages, ..Default::default() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn, or a stop string appeared.
+    Stop,
+    /// `max_tokens` (or the context window) was reached.
+    Length,
+    /// The caller stopped it.
+    Cancelled,
+}
+
+/// Token counts, with how much of the prompt came from the prompt cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub cached_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+impl Usage {
+    pub fn total(&self) -> usize {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.cached_tokens += o.cached_tokens;
+        self.completion_tokens += o.completion_tokens;
+    }
+}
+
+/// Where the time went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Evaluating the (uncached part of the) prompt.
+    pub prompt_ms: f64,
+    /// Generating the completion.
+    pub generation_ms: f64,
+    /// From the request to the first generated text, as the caller saw it.
+    pub ttft_ms: f64,
+}
+
+/// A finished completion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+    pub model: String,
+}
+
+/// Receives a completion as it streams. Returning `false` from `delta` cancels the request (the
+/// ripgrep sink shape); `cancelled` lets the caller stop it between deltas too, e.g. during a
+/// long prompt evaluation.
+pub trait DeltaSink: Send {
+    fn delta(&mut self, text: &str) -> bool;
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A sink that discards deltas.
+pub struct Discard;
+
+impl DeltaSink for Discard {
+    fn delta(&mut self, _: &str) -> bool {
+        true
+    }
+}
+
+/// A sink that collects deltas into a string.
+impl DeltaSink for String {
+    fn delta(&mut self, text: &str) -> bool {
+        self.push_str(text);
+        true
+    }
+}
+
+/// Anything that completes chats: a local engine behind `quarry serve`, or any OpenAI-compatible
+/// endpoint.
+#[async_trait::async_trait]
+pub trait LanguageModel: Send + Sync {
+    /// The model's name as the endpoint knows it.
+    fn name(&self) -> &str;
+
+    /// Completes `request`, streaming text to `sink` as it is generated.
+    async fn chat_stream(&self, request: &ChatRequest, sink: &mut dyn DeltaSink) -> Result<Completion>;
+
+    /// Completes `request` without streaming.
+    async fn chat(&self, request: &ChatRequest) -> Result<Completion> {
+        self.chat_stream(request, &mut Discard).await
+    }
+}

@@ -1,0 +1,85 @@
+//! The reference for `quarry bench llm`: prompt processing and generation speed through the
+//! thinnest possible llama-cpp-2 loop, measured the way llama.cpp's `llama-bench` does (pp: one
+//! batch of N tokens; tg: N single-token decodes; random tokens, no sampling, a warm-up first).
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::{Error, Result};
+
+/// Tokens per second for a prompt of `pp` tokens and for generating `tg` tokens, each the mean
+/// of `reps` runs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RawSpeed {
+    pub pp: f64,
+    pub tg: f64,
+}
+
+/// Deterministic "random" token ids away from the special tokens at both ends of the vocabulary.
+pub fn bench_tokens(n: usize, seed: u64) -> Vec<i32> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            1000 + ((x >> 33) % 29000) as i32
+        })
+        .collect()
+}
+
+pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize) -> Result<RawSpeed> {
+    crate::gguf::inspect(path)?;
+    let backend = super::backend()?;
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| Error::Load { path: path.into(), message: e.to_string() })?;
+    let t = threads.max(1) as i32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new((pp + tg + 64) as u32))
+        .with_n_batch(pp as u32)
+        .with_n_ubatch(512.min(pp as u32))
+        .with_n_threads(t)
+        .with_n_threads_batch(t);
+    let mut ctx = model.new_context(backend, params).map_err(|e| Error::Generation(e.to_string()))?;
+    let gen = |e: &dyn std::fmt::Display| Error::Generation(e.to_string());
+
+    let run_pp = |ctx: &mut llama_cpp_2::context::LlamaContext, seed| -> Result<f64> {
+        ctx.clear_kv_cache();
+        let tokens = bench_tokens(pp, seed);
+        let mut batch = LlamaBatch::new(pp, 1);
+        for (i, &tok) in tokens.iter().enumerate() {
+            batch.add(LlamaToken(tok), i as i32, &[0], i + 1 == pp).map_err(|e| gen(&e))?;
+        }
+        let start = Instant::now();
+        ctx.decode(&mut batch).map_err(|e| gen(&e))?;
+        Ok(pp as f64 / start.elapsed().as_secs_f64())
+    };
+    let run_tg = |ctx: &mut llama_cpp_2::context::LlamaContext, seed| -> Result<f64> {
+        ctx.clear_kv_cache();
+        let tokens = bench_tokens(tg, seed);
+        let mut batch = LlamaBatch::new(1, 1);
+        let start = Instant::now();
+        for (i, &tok) in tokens.iter().enumerate() {
+            batch.clear();
+            batch.add(LlamaToken(tok), i as i32, &[0], true).map_err(|e| gen(&e))?;
+            ctx.decode(&mut batch).map_err(|e| gen(&e))?;
+        }
+        Ok(tg as f64 / start.elapsed().as_secs_f64())
+    };
+    // Warm-up: page the weights in and let the CPU settle.
+    run_pp(&mut ctx, 0)?;
+    run_tg(&mut ctx, 0)?;
+    let reps = reps.max(1);
+    let mut pp_sum = 0.0;
+    let mut tg_sum = 0.0;
+    for r in 0..reps {
+        pp_sum += run_pp(&mut ctx, r as u64 + 1)?;
+        tg_sum += run_tg(&mut ctx, r as u64 + 1)?;
+    }
+    Ok(RawSpeed { pp: pp_sum / reps as f64, tg: tg_sum / reps as f64 })
+}

@@ -1,0 +1,87 @@
+//! Commands the web UI calls through `ui/src/ipc.ts`. Each is a plain function over the library
+//! crates, wrapped for Tauri only at the edge, so tests call them directly.
+
+use serde::Serialize;
+
+use quarry_llm::{ModelStore, Status};
+
+/// A command failure as the UI shows it: one sentence.
+#[derive(Debug, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    message: String,
+}
+
+impl From<quarry_llm::Error> for CommandError {
+    fn from(e: quarry_llm::Error) -> Self {
+        CommandError { message: e.to_string() }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub params: String,
+    pub quantization: String,
+    pub size_bytes: Option<u64>,
+    pub installed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppInfo {
+    pub version: String,
+    pub models_dir: String,
+    pub models: Vec<ModelInfo>,
+}
+
+/// What the window shows on start: the version, and the models with their install state.
+#[tauri::command]
+pub fn app_info() -> Result<AppInfo, CommandError> {
+    app_info_for(&ModelStore::from_env())
+}
+
+pub fn app_info_for(store: &ModelStore) -> Result<AppInfo, CommandError> {
+    let catalog = store.catalog()?;
+    let models = catalog
+        .models()
+        .iter()
+        .map(|m| ModelInfo {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            role: m.role.to_string(),
+            params: m.params.clone(),
+            quantization: m.quantization.clone(),
+            size_bytes: m.size,
+            installed: matches!(store.status(m), Status::Installed { .. }),
+        })
+        .collect();
+    Ok(AppInfo { version: env!("CARGO_PKG_VERSION").into(), models_dir: store.dir().display().to_string(), models })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_info_lists_the_catalog_with_install_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path());
+        let info = app_info_for(&store).unwrap();
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        let small = info.models.iter().find(|m| m.id == "qwen2.5-coder-0.5b-instruct-q4_k_m").unwrap();
+        assert!(!small.installed);
+        assert_eq!(small.size_bytes, Some(491_400_064));
+        assert_eq!(small.role, "sub");
+    }
+
+    #[test]
+    fn a_broken_local_registry_is_one_sentence_for_the_ui() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("local.toml"), "[[model]\n").unwrap();
+        let err = app_info_for(&ModelStore::new(dir.path())).unwrap_err();
+        let json = serde_json::to_value(&err).unwrap();
+        assert!(json["message"].as_str().unwrap().contains("local.toml is invalid"), "{json}");
+    }
+}
