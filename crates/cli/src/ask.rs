@@ -1,24 +1,25 @@
 //! `quarry ask`: answer a question about a folder.
 //!
 //! Until the RLM loop lands this runs the direct mode: the folder (as much as fits) goes into
-//! the model's window and the answer streams back. Progress goes to stderr, the answer to
-//! stdout, so `quarry ask ... > answer.txt` captures just the answer.
+//! the model's window and the answer streams back. The model runs in a supervised
+//! `quarry serve` child, so a llama.cpp abort cannot take this process down; only the tokenizer
+//! is loaded here, to fit the folder to the window exactly. Progress goes to stderr, the answer
+//! to stdout, so `quarry ask ... > answer.txt` captures just the answer.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::Folder;
-use quarry_llm::local::{default_threads, FinishReason, GenerateOptions, LoadOptions, LocalModel, TokenSink};
-use quarry_llm::{ModelStore, Role};
+use quarry_llm::local::{default_threads, Tokenizer};
+use quarry_llm::{ChatRequest, DeltaSink, FinishReason, LanguageModel, LocalServer, ModelStore, Role, ServerOptions};
 use quarry_rlm::direct::DirectPrompt;
 
 use crate::models::cancel_on_ctrl_c;
-use crate::progress::{Bars, Unit};
-use quarry_llm::Progress;
 
 #[derive(Args)]
 pub struct AskArgs {
@@ -66,12 +67,8 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         eprintln!("  skipped {}: {}", s.path, s.reason);
     }
 
-    let threads = args.threads.unwrap_or_else(default_threads);
-    eprintln!("Loading {model_ref} ({threads} thread{})", if threads == 1 { "" } else { "s" });
-    let load = LoadOptions { gpu_layers: args.gpu_layers };
-    let model = tokio::task::block_in_place(|| LocalModel::load(&model_path, &load))?;
-
-    let prompt = DirectPrompt::build(&model, &folder, &args.question, args.ctx.min(model.n_ctx_train() as usize), args.max_tokens)?;
+    let tokenizer = Tokenizer::load(&model_path)?;
+    let prompt = DirectPrompt::build(&tokenizer, &folder, &args.question, args.ctx, args.max_tokens)?;
     if prompt.is_truncated() {
         eprintln!(
             "warning: the folder does not fit in a {}-token window; the model sees {} of {} files{}{}. Use --ctx to widen the window.",
@@ -79,43 +76,60 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
             prompt.whole.len() + prompt.cut.iter().count(),
             folder.documents().len(),
             prompt.cut.as_ref().map(|c| format!(", {c} cut short")).unwrap_or_default(),
-            if prompt.omitted.is_empty() { String::new() } else { format!(", {} left out ({})", prompt.omitted.len(), preview(&prompt.omitted)) },
+            if prompt.omitted.is_empty() {
+                String::new()
+            } else {
+                format!(", {} left out ({})", prompt.omitted.len(), preview(&prompt.omitted))
+            },
         );
     }
 
-    let options = GenerateOptions { max_tokens: args.max_tokens, n_ctx: Some(args.ctx as u32), threads, ..GenerateOptions::default() };
-    let cancel = cancel_on_ctrl_c();
-    let bars = Bars::new(Unit::Tokens);
-    bars.begin("reading the folder into the model", Some(prompt.prompt_tokens as u64));
-    let mut sink = Stream { bars: &bars, prompt_done: 0, cancel: &cancel, print: !args.json, started_answer: false };
-    let generation = tokio::task::block_in_place(|| model.chat(&prompt.messages, &options, &mut sink))
-        .with_context(|| format!("{} could not answer", model.name()))?;
-    bars.end();
+    let threads = args.threads.unwrap_or_else(default_threads);
+    eprintln!("Starting the local engine with {model_ref} ({threads} thread{})", if threads == 1 { "" } else { "s" });
+    let mut options = ServerOptions::new(vec![model_path.display().to_string()]);
+    options.slots = 1;
+    options.ctx_per_slot = args.ctx as u32;
+    options.threads = Some(threads);
+    options.gpu_layers = args.gpu_layers;
+    let server = LocalServer::start(options).await?;
+    let model = server.model(&model_ref);
+
+    let request = ChatRequest { max_tokens: Some(args.max_tokens), ..ChatRequest::new(prompt.messages.clone()) };
+    let spinner = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    spinner.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    spinner.set_message(format!("reading {} tokens into the model", prompt.prompt_tokens));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let mut sink = Stream { spinner: &spinner, cancel: cancel_on_ctrl_c(), print: !args.json, started_answer: false };
+    let completion = model.chat_stream(&request, &mut sink).await.with_context(|| format!("{model_ref} could not answer"))?;
+    spinner.finish_and_clear();
     if sink.started_answer {
         println!();
     }
+    server.shutdown().await;
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         let out = serde_json::json!({
-            "answer": generation.text.trim(),
+            "answer": completion.text.trim(),
             "mode": "direct",
             "model": model_ref,
             "files": { "whole": prompt.whole, "cut": prompt.cut, "omitted": prompt.omitted },
-            "finish_reason": generation.finish_reason,
-            "usage": { "prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens },
-            "timings": { "prompt_ms": generation.prompt_ms, "generation_ms": generation.generation_ms },
+            "finish_reason": completion.finish_reason,
+            "usage": completion.usage,
+            "timings": completion.timings,
             "seconds": seconds,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
-    let rate = generation.completion_tokens as f64 / (generation.generation_ms / 1e3).max(1e-9);
+    let u = &completion.usage;
+    let t = &completion.timings;
+    let rate = u.completion_tokens as f64 / (t.generation_ms / 1e3).max(1e-9);
     eprintln!(
         "({} answer tokens at {rate:.1} tokens/s; prompt {} tokens in {:.1} s; {seconds:.1} s in all)",
-        generation.completion_tokens,
-        generation.prompt_tokens,
-        generation.prompt_ms / 1e3
+        u.completion_tokens,
+        u.prompt_tokens,
+        t.prompt_ms / 1e3
     );
-    match generation.finish_reason {
+    match completion.finish_reason {
         FinishReason::Cancelled => {
             eprintln!("cancelled");
             Ok(ExitCode::from(130))
@@ -131,28 +145,25 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
 fn preview(paths: &[String]) -> String {
     let shown: Vec<_> = paths.iter().take(3).map(String::as_str).collect();
     let more = paths.len().saturating_sub(3);
-    if more > 0 { format!("{}, and {more} more", shown.join(", ")) } else { shown.join(", ") }
+    if more > 0 {
+        format!("{}, and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
-/// Prompt progress to the bar, answer text to stdout as it arrives, Ctrl-C to a stop.
+/// Answer text to stdout as it arrives; Ctrl-C to a stop.
 struct Stream<'a> {
-    bars: &'a Bars,
-    prompt_done: usize,
-    cancel: &'a quarry_llm::CancelToken,
+    spinner: &'a ProgressBar,
+    cancel: quarry_llm::CancelToken,
     print: bool,
     started_answer: bool,
 }
 
-impl TokenSink for Stream<'_> {
-    fn prompt_progress(&mut self, done: usize, _total: usize) -> bool {
-        self.bars.advance((done - self.prompt_done) as u64);
-        self.prompt_done = done;
-        !self.cancel.is_cancelled()
-    }
-
-    fn text(&mut self, text: &str) -> bool {
+impl DeltaSink for Stream<'_> {
+    fn delta(&mut self, text: &str) -> bool {
         if !self.started_answer {
-            self.bars.end();
+            self.spinner.finish_and_clear();
             self.started_answer = true;
         }
         if self.print {
@@ -161,5 +172,9 @@ impl TokenSink for Stream<'_> {
             let _ = out.flush();
         }
         !self.cancel.is_cancelled()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 }

@@ -3,8 +3,12 @@
 //! dispatches; each command family lives in its own module.
 
 mod ask;
+mod bench;
 mod models;
 mod progress;
+mod repl;
+mod serve;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -22,16 +26,32 @@ enum Command {
     Models(models::ModelsCommand),
     /// Answer a question about a folder with a local model.
     Ask(ask::AskArgs),
+    /// An interactive sandboxed Python, as the RLM's root model gets it.
+    Repl(repl::ReplArgs),
+    /// Serve local models through an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
+    /// Measure speed next to the reference tools.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Child processes started by quarry itself (not for direct use).
+    #[command(subcommand, hide = true)]
+    Worker(worker::WorkerCommand),
 }
 
 fn main() -> std::process::ExitCode {
     quarry_llm::local::prepare_process_env();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG").unwrap_or_else(|_| "warn,llama-cpp-2=error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
+                .unwrap_or_else(|_| "warn,llama-cpp-2=error".into()),
+        )
         .with_writer(std::io::stderr)
         .without_time()
         .init();
     let cli = Cli::parse();
+    if let Command::Worker(cmd) = &cli.command {
+        worker::run(cmd); // before the runtime: the REPL worker must start single-threaded
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -43,6 +63,10 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Models(cmd) => models::run(cmd).await,
             Command::Ask(args) => ask::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Repl(args) => repl::run(args),
+            Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Worker(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

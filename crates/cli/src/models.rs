@@ -146,10 +146,19 @@ async fn verify(store: &ModelStore, target: &str, json: bool) -> Result<ExitCode
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{}: GGUF v{}, {}, {} bytes, sha256 {}", v.path.display(), v.gguf_version, v.architecture.as_deref().unwrap_or("unknown architecture"), v.size, v.sha256);
+        println!(
+            "{}: GGUF v{}, {}, {} bytes, sha256 {}",
+            v.path.display(),
+            v.gguf_version,
+            v.architecture.as_deref().unwrap_or("unknown architecture"),
+            v.size,
+            v.sha256
+        );
         match (&v.matches, &v.conflicts_with) {
             (Some(id), _) => println!("matches catalog model {id}"),
-            (None, Some(id)) => println!("does NOT match catalog model {id}, whose file has this name: the file is corrupt or a different model"),
+            (None, Some(id)) => println!(
+                "does NOT match catalog model {id}, whose file has this name: the file is corrupt or a different model"
+            ),
             (None, None) => println!("not a catalog model (its header is valid; `quarry models import` registers it)"),
         }
     }

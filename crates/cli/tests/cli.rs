@@ -49,7 +49,10 @@ fn models_path_exits_1_when_absent_and_unknown_ids_are_one_sentence() {
 
     let out = quarry(&["models", "fetch", "no-such-model"], Some(empty.path()));
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr).trim(), "error: unknown model 'no-such-model'; `quarry models list` shows the known ids");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: unknown model 'no-such-model'; `quarry models list` shows the known ids"
+    );
 }
 
 #[test]
@@ -85,11 +88,23 @@ fn import_refuses_a_non_gguf_file_with_a_clear_error() {
 #[test]
 fn ask_finds_a_needle_with_the_real_model() {
     let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("memo.txt"), "Reminder for staff.\nThe storage room code is 7391.\nLights off at 8pm.\n").unwrap();
+    std::fs::write(
+        folder.path().join("memo.txt"),
+        "Reminder for staff.\nThe storage room code is 7391.\nLights off at 8pm.\n",
+    )
+    .unwrap();
     std::fs::write(folder.path().join("menu.txt"), "Monday: soup\nTuesday: pasta\n").unwrap();
     let model = small_model_path();
     let out = quarry(
-        &["ask", "--folder", folder.path().to_str().unwrap(), "--model", model.to_str().unwrap(), "--json", "What is the storage room code?"],
+        &[
+            "ask",
+            "--folder",
+            folder.path().to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--json",
+            "What is the storage room code?",
+        ],
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -104,11 +119,27 @@ fn ask_finds_a_needle_with_the_real_model() {
 fn ask_warns_visibly_when_the_folder_does_not_fit() {
     let folder = tempfile::tempdir().unwrap();
     for i in 0..6 {
-        std::fs::write(folder.path().join(format!("part{i}.txt")), "The quick brown fox jumps over the lazy dog. ".repeat(80)).unwrap();
+        std::fs::write(
+            folder.path().join(format!("part{i}.txt")),
+            "The quick brown fox jumps over the lazy dog. ".repeat(80),
+        )
+        .unwrap();
     }
     let model = small_model_path();
     let out = quarry(
-        &["ask", "--folder", folder.path().to_str().unwrap(), "--model", model.to_str().unwrap(), "--ctx", "1024", "--max-tokens", "8", "--json", "What animal jumps?"],
+        &[
+            "ask",
+            "--folder",
+            folder.path().to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--ctx",
+            "1024",
+            "--max-tokens",
+            "8",
+            "--json",
+            "What animal jumps?",
+        ],
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -121,7 +152,8 @@ fn ask_warns_visibly_when_the_folder_does_not_fit() {
 
 #[test]
 fn ask_errors_name_the_folder_or_the_model_file() {
-    let out = quarry(&["ask", "--folder", "/no/such/folder", "--model", small_model_path().to_str().unwrap(), "hi"], None);
+    let out =
+        quarry(&["ask", "--folder", "/no/such/folder", "--model", small_model_path().to_str().unwrap(), "hi"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/no/such/folder"), "{}", text(&out.stderr));
 

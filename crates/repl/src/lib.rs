@@ -1,6 +1,50 @@
 //! `quarry-repl`: the sandboxed Python REPL in which a root model's code runs over the user's
-//! documents — a pyo3 worker process (`quarry worker repl`) speaking JSON lines, confined with
-//! Landlock, a network namespace or seccomp, and rlimits, that the host can always kill.
+//! documents.
 //!
-//! Nothing lives here yet: the REPL issue builds it. The crate exists now so the workspace has
-//! the shape the design describes and later work has an obvious home.
+//! Model-written code is untrusted — a prompt injection in a contract can ask for
+//! `os.system("rm -rf ~")` — so it never runs in the host process. [`Repl`] starts a worker
+//! (`quarry worker repl`, the same executable) that embeds CPython through pyo3, confines itself
+//! (Landlock, seccomp, a network namespace, rlimits; see [`worker::sandbox`]) and speaks the
+//! JSON-lines [`protocol`] on its stdin/stdout. The host can always stop it: an execution that
+//! runs past its time limit is interrupted inside the interpreter, and killed and respawned if a C
+//! call holding the GIL ignores that.
+//!
+//! The pieces:
+//! - [`Environment`]: what the RLM loop uses — `load_context`, then `execute(code)` returning a
+//!   [`ReplResult`] (stdout, stderr, error, trailing value, duration, variables, final answer).
+//! - [`HostFunctions`]: what `llm_query`, `llm_query_batched`, `rlm_query`, `grep`, `search`,
+//!   `read` and `files` do when Python calls them; each call is a request to the host.
+//! - [`Context`]: the documents, handed over as a file the worker maps (100 MB in well under a
+//!   second), bound to `context` in Python.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use quarry_repl::{Context, EchoHost, Environment, Repl, SandboxConfig};
+//!
+//! # fn main() -> quarry_repl::Result<()> {
+//! let mut repl = Repl::new(SandboxConfig::default(), Arc::new(EchoHost::default()))?;
+//! repl.load_context(&Context::Text("The term is 30 days.".into()))?;
+//! let r = repl.execute("n = context.count('days')\nllm_query(f'found {n}')")?;
+//! assert_eq!(r.value.as_deref(), Some("'echo: found 1'"));
+//! let r = repl.execute("open('/etc/passwd').read()")?;
+//! assert!(r.error.unwrap().contains("PermissionError"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the default `worker` feature this crate also contains the worker itself
+//! ([`worker::main`]), which links libpython; host-only users can turn the feature off.
+
+mod client;
+mod context;
+mod error;
+pub mod host;
+pub mod protocol;
+#[cfg(feature = "worker")]
+pub mod worker;
+
+pub use client::{Environment, Repl, SandboxConfig, WorkerCommand, WorkerInfo};
+pub use context::{Context, ContextDocument};
+pub use error::{Error, Result};
+pub use host::{DocumentsHost, EchoHost, HostFunctions, HostResult, NoHost};
+pub use protocol::{ContextInfo, Limits, ReplResult, Variable};

@@ -1,7 +1,7 @@
 //! The direct baseline: put the folder in the window and ask once.
 
 use quarry_index::Folder;
-use quarry_llm::local::{ChatMessage, LocalModel};
+use quarry_llm::local::{ChatMessage, Tokens};
 
 use crate::{Error, Result};
 
@@ -29,7 +29,7 @@ impl DirectPrompt {
     /// Fits `folder` and `question` into `window` tokens, leaving `answer_tokens` for the reply.
     /// Files go in path order; the first that does not fit is cut, the rest are listed as omitted.
     pub fn build(
-        model: &LocalModel,
+        model: &dyn Tokens,
         folder: &Folder,
         question: &str,
         window: usize,

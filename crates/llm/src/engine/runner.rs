@@ -203,6 +203,9 @@ impl<'m> Runner<'m> {
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new((n_ctx_slot * slots) as u32))
             .with_n_seq_max(slots as u32)
+            // One KV buffer shared by all slots: with a buffer per sequence llama.cpp splits a
+            // multi-sequence batch into one pass per sequence, and batching gains nothing.
+            .with_kv_unified(true)
             .with_n_batch(n_batch as u32)
             .with_n_ubatch(n_batch as u32)
             .with_n_threads(threads)

@@ -127,6 +127,70 @@ pub struct Generation {
     pub generation_ms: f64,
 }
 
+/// Counting tokens and rendering chats the way a model does: what fitting a prompt to a window
+/// needs, without the weights.
+pub trait Tokens {
+    fn count_tokens(&self, text: &str) -> usize;
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String>;
+}
+
+/// A model's tokenizer and chat template only (loaded with `vocab_only`: milliseconds, a few MB),
+/// for processes that talk to the weights through `quarry serve`.
+pub struct Tokenizer {
+    model: LlamaModel,
+    template: Option<ChatTemplate>,
+    name: String,
+}
+
+impl Tokenizer {
+    pub fn load(path: &Path) -> Result<Tokenizer> {
+        let info = gguf::inspect(path)?;
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model = LlamaModel::load_from_file(backend()?, path, &params)
+            .map_err(|e| Error::Load { path: path.into(), message: format!("llama.cpp refused its vocabulary ({e})") })?;
+        let name = model_name(&info, path);
+        let template = template_of(&info, &model, &name);
+        Ok(Tokenizer { model, template, name })
+    }
+}
+
+impl Tokens for Tokenizer {
+    fn count_tokens(&self, text: &str) -> usize {
+        self.model.vocab().tokenize(text.as_bytes(), false, true).len()
+    }
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        render(self.template.as_ref(), &self.name, messages)
+    }
+}
+
+impl Tokens for LocalModel {
+    fn count_tokens(&self, text: &str) -> usize {
+        LocalModel::count_tokens(self, text)
+    }
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        LocalModel::render_chat(self, messages)
+    }
+}
+
+fn model_name(info: &gguf::GgufInfo, path: &Path) -> String {
+    info.get_str("general.name")
+        .map(str::to_string)
+        .unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned())
+}
+
+fn template_of(info: &gguf::GgufInfo, model: &LlamaModel, name: &str) -> Option<ChatTemplate> {
+    let piece = |t: LlamaToken| String::from_utf8_lossy(&model.vocab().token_to_piece(t, true, None)).into_owned();
+    info.chat_template().map(|src| ChatTemplate::new(name, src, piece(model.vocab().bos()), piece(model.vocab().eos())))
+}
+
+fn render(template: Option<&ChatTemplate>, name: &str, messages: &[ChatMessage]) -> Result<String> {
+    let template = template.ok_or_else(|| Error::Template {
+        model: name.to_string(),
+        message: "the GGUF file has no tokenizer.chat_template".into(),
+    })?;
+    template.render(messages, true)
+}
+
 /// A GGUF model loaded into memory.
 pub struct LocalModel {
     model: LlamaModel,
@@ -146,15 +210,8 @@ impl LocalModel {
             path: path.into(),
             message: format!("llama.cpp refused it ({e}); the architecture may be newer than this build supports"),
         })?;
-        let name = info
-            .get_str("general.name")
-            .map(str::to_string)
-            .unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
-        let piece = |t: LlamaToken| String::from_utf8_lossy(&model.vocab().token_to_piece(t, true, None)).into_owned();
-        let template = info.chat_template().map(|src| {
-            let vocab = model.vocab();
-            ChatTemplate::new(name.clone(), src, piece(vocab.bos()), piece(vocab.eos()))
-        });
+        let name = model_name(&info, path);
+        let template = template_of(&info, &model, &name);
         let n_ctx_train = model.n_ctx_train();
         Ok(LocalModel { model, path: path.into(), name, template, n_ctx_train })
     }
@@ -177,11 +234,7 @@ impl LocalModel {
 
     /// The prompt a chat turns into, through the model's own template.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
-        let template = self.template.as_ref().ok_or_else(|| Error::Template {
-            model: self.name.clone(),
-            message: "the GGUF file has no tokenizer.chat_template".into(),
-        })?;
-        template.render(messages, true)
+        render(self.template.as_ref(), &self.name, messages)
     }
 
     pub fn chat(

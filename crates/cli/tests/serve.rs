@@ -1,0 +1,109 @@
+//! `quarry serve` as a real process: the ready line, binding rules, API keys for a "remote"
+//! endpoint, and supervision surviving a SIGKILL mid-request.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use quarry_llm::local::ChatMessage;
+use quarry_llm::{ChatRequest, DeltaSink, Error, LanguageModel, LocalServer, OpenAiClient, ServerOptions};
+
+const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
+
+/// Starts `quarry serve` on a free port and returns it with the port from its ready line.
+fn serve(extra: &[&str], env_key: Option<&str>) -> (Child, u16) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    cmd.args(["serve", "--model", SMALL, "--port", "0", "--slots", "2", "--ctx", "2048"]).args(extra);
+    cmd.env_remove("QUARRY_API_KEY");
+    if let Some(k) = env_key {
+        cmd.env("QUARRY_API_KEY", k);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(v["event"], "ready");
+    assert_eq!(v["models"][0], SMALL);
+    (child, v["port"].as_u64().unwrap() as u16)
+}
+
+fn ask(q: &str, n: usize) -> ChatRequest {
+    ChatRequest { max_tokens: Some(n), ..ChatRequest::new(vec![ChatMessage::user(q)]) }
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_a_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["serve", "--model", SMALL, "--host", "0.0.0.0"])
+        .env_remove("QUARRY_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: refusing to listen on 0.0.0.0 without an API key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_works_as_a_remote_endpoint_with_its_key() {
+    // The key travels by environment, as a supervisor passes it.
+    let (mut child, port) = serve(&[], Some("remote-key"));
+    let base = format!("http://127.0.0.1:{port}");
+    let keyed = OpenAiClient::new(&base, SMALL, Some("remote-key".into())).unwrap();
+    let c = keyed.chat(&ask("What is the capital of Italy? One word.", 8)).await.unwrap();
+    assert!(c.text.contains("Rome"), "{}", c.text);
+    let anonymous = OpenAiClient::new(&base, SMALL, None).unwrap();
+    assert!(matches!(anonymous.chat(&ask("hi", 2)).await, Err(Error::Http { status: 401, .. })));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Kills the server child (SIGKILL) as soon as the first text arrives.
+struct KillOnFirstDelta(Option<u32>);
+impl DeltaSink for KillOnFirstDelta {
+    fn delta(&mut self, _: &str) -> bool {
+        if let Some(pid) = self.0.take() {
+            unsafe { libc_kill(pid as i32, 9) };
+        }
+        true
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_engine_is_a_clear_error_and_the_next_request_succeeds() {
+    let mut options = ServerOptions::new(vec![SMALL.into()]);
+    options.program = env!("CARGO_BIN_EXE_quarry").into();
+    options.slots = 1;
+    options.ctx_per_slot = 2048;
+    let server = LocalServer::start(options).await.unwrap();
+    let model = server.model(SMALL);
+    let first_pid = server.pid().unwrap();
+
+    let mut killer = KillOnFirstDelta(Some(first_pid));
+    let err = model.chat_stream(&ask("Write a long essay about rivers.", 500), &mut killer).await.unwrap_err();
+    assert!(matches!(err, Error::EngineCrashed { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("the local model server stopped unexpectedly"), "{err}");
+
+    // The supervisor restarts the child; the next request waits for it and succeeds.
+    let c = tokio::time::timeout(Duration::from_secs(120), model.chat(&ask("Say hello.", 5))).await.expect("no restart").unwrap();
+    assert!(!c.text.is_empty());
+    assert_eq!(server.restarts(), 1);
+    assert_ne!(server.pid(), Some(first_pid));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_load_fails_the_start_with_the_childs_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("half.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00").unwrap();
+    let mut options = ServerOptions::new(vec![bad.display().to_string()]);
+    options.program = env!("CARGO_BIN_EXE_quarry").into();
+    let err = LocalServer::start(options).await.err().expect("must fail").to_string();
+    assert!(err.starts_with("the local model server could not start"), "{err}");
+    assert!(err.contains("half.gguf is not a usable GGUF model file"), "{err}");
+}

@@ -1,0 +1,234 @@
+//! What Python's host functions do is decided here, on the host: [`HostFunctions`] has one
+//! method per function. The RLM loop implements it with real models and the index; tests use
+//! [`EchoHost`]; [`NoHost`] answers every call with "not available".
+
+use serde_json::Value;
+
+use crate::protocol::{CallOutcome, HostCall};
+
+/// The error Python sees, raised as `HostError("<function>: <message>")`.
+pub type HostResult<T> = std::result::Result<T, String>;
+
+/// The host's side of `llm_query`, `grep`, `read` and friends.
+///
+/// Calls arrive on their own threads (several at once when model code uses Python threads), so
+/// implementations must be `Send + Sync`; time spent here does not count against an execution's
+/// time limit (that limit is for the worker's own computing).
+pub trait HostFunctions: Send + Sync + 'static {
+    fn llm_query(&self, prompt: &str, model: Option<&str>) -> HostResult<String> {
+        let _ = (prompt, model);
+        Err(unavailable("llm_query"))
+    }
+
+    /// By default serves every prompt concurrently through [`llm_query`](Self::llm_query), one
+    /// thread each, answers in prompt order.
+    fn llm_query_batched(&self, prompts: &[String], model: Option<&str>) -> HostResult<Vec<String>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || self.llm_query(p, model))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("llm_query panicked".into()))).collect()
+        })
+    }
+
+    fn rlm_query(&self, prompt: &str, context: Option<&Value>) -> HostResult<String> {
+        let _ = (prompt, context);
+        Err(unavailable("rlm_query"))
+    }
+
+    fn grep(&self, pattern: &str, glob: Option<&str>, ignore_case: bool, max_results: usize) -> HostResult<Value> {
+        let _ = (pattern, glob, ignore_case, max_results);
+        Err(unavailable("grep"))
+    }
+
+    fn search(&self, query: &str, k: usize) -> HostResult<Value> {
+        let _ = (query, k);
+        Err(unavailable("search"))
+    }
+
+    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {
+        let _ = (path, start, end);
+        Err(unavailable("read"))
+    }
+
+    fn files(&self, glob: &str) -> HostResult<Vec<String>> {
+        let _ = glob;
+        Err(unavailable("files"))
+    }
+}
+
+fn unavailable(function: &str) -> String {
+    format!("{function} is not available in this REPL (no host provides it)")
+}
+
+/// Dispatches one decoded call to the trait.
+pub(crate) fn serve(host: &dyn HostFunctions, call: &HostCall) -> CallOutcome {
+    let outcome: HostResult<Value> = match call {
+        HostCall::LlmQuery { prompt, model } => host.llm_query(prompt, model.as_deref()).map(Value::from),
+        HostCall::LlmQueryBatched { prompts, model } => {
+            host.llm_query_batched(prompts, model.as_deref()).map(Value::from)
+        }
+        HostCall::RlmQuery { prompt, context } => host.rlm_query(prompt, context.as_ref()).map(Value::from),
+        HostCall::Grep { pattern, glob, ignore_case, max_results } => {
+            host.grep(pattern, glob.as_deref(), *ignore_case, *max_results)
+        }
+        HostCall::Search { query, k } => host.search(query, *k),
+        HostCall::Read { path, start, end } => host.read(path, *start, *end).map(Value::from),
+        HostCall::Files { glob } => host.files(glob).map(Value::from),
+    };
+    match outcome {
+        Ok(v) => CallOutcome::Value(v),
+        Err(e) => CallOutcome::Error(e),
+    }
+}
+
+/// Every host function unavailable: a REPL for code that needs none of them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHost;
+
+impl HostFunctions for NoHost {}
+
+/// `files`, `read`, `grep` and `search` over documents held in memory (substring matching, not
+/// the index): what `quarry repl --folder` offers, and the base of [`EchoHost`].
+#[derive(Debug, Default, Clone)]
+pub struct DocumentsHost {
+    /// `(path, text)` pairs.
+    pub documents: Vec<(String, String)>,
+}
+
+impl HostFunctions for DocumentsHost {
+    fn grep(&self, pattern: &str, glob: Option<&str>, ignore_case: bool, max_results: usize) -> HostResult<Value> {
+        let needle = if ignore_case { pattern.to_lowercase() } else { pattern.to_string() };
+        let mut hits = Vec::new();
+        for (path, text) in &self.documents {
+            if glob.is_some_and(|g| !glob_matches(g, path)) {
+                continue;
+            }
+            for (i, line) in text.lines().enumerate() {
+                if hits.len() >= max_results {
+                    return Ok(Value::Array(hits));
+                }
+                let found = if ignore_case { line.to_lowercase().contains(&needle) } else { line.contains(&needle) };
+                if found {
+                    hits.push(serde_json::json!({ "path": path, "line": i + 1, "text": line }));
+                }
+            }
+        }
+        Ok(Value::Array(hits))
+    }
+
+    fn search(&self, query: &str, k: usize) -> HostResult<Value> {
+        self.grep(query, None, true, k)
+    }
+
+    /// Lines `start..=end`, 1-based; the whole text without bounds.
+    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {
+        let (_, text) =
+            self.documents.iter().find(|(p, _)| p == path).ok_or_else(|| format!("no document named {path:?}"))?;
+        if start.is_none() && end.is_none() {
+            return Ok(text.clone());
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let start = start.unwrap_or(1).max(1) - 1;
+        let end = end.unwrap_or(lines.len()).min(lines.len());
+        Ok(lines.get(start..end).unwrap_or_default().join("\n"))
+    }
+
+    fn files(&self, glob: &str) -> HostResult<Vec<String>> {
+        Ok(self.documents.iter().map(|(p, _)| p.clone()).filter(|p| glob_matches(glob, p)).collect())
+    }
+}
+
+/// A deterministic host for tests and benchmarks: `llm_query` answers `"echo: <prompt>"` after
+/// [`EchoHost::delay`] (standing in for a model's latency), `rlm_query` answers
+/// `"rlm: <prompt> (<context>)"`, and the document functions are a [`DocumentsHost`]'s.
+#[derive(Debug, Default, Clone)]
+pub struct EchoHost {
+    pub documents: DocumentsHost,
+    pub delay: std::time::Duration,
+}
+
+impl HostFunctions for EchoHost {
+    fn llm_query(&self, prompt: &str, model: Option<&str>) -> HostResult<String> {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        Ok(match model {
+            Some(m) => format!("echo[{m}]: {prompt}"),
+            None => format!("echo: {prompt}"),
+        })
+    }
+
+    fn rlm_query(&self, prompt: &str, context: Option<&Value>) -> HostResult<String> {
+        Ok(format!("rlm: {prompt} ({})", context.map(|c| c.to_string()).unwrap_or_default()))
+    }
+
+    fn grep(&self, pattern: &str, glob: Option<&str>, ignore_case: bool, max_results: usize) -> HostResult<Value> {
+        self.documents.grep(pattern, glob, ignore_case, max_results)
+    }
+
+    fn search(&self, query: &str, k: usize) -> HostResult<Value> {
+        self.documents.search(query, k)
+    }
+
+    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {
+        self.documents.read(path, start, end)
+    }
+
+    fn files(&self, glob: &str) -> HostResult<Vec<String>> {
+        self.documents.files(glob)
+    }
+}
+
+/// `*` (any run of characters, `/` included) and `?` (one character): enough for `files()` in
+/// tests and the `quarry repl` folder host.
+pub fn glob_matches(glob: &str, text: &str) -> bool {
+    let (g, t): (Vec<char>, Vec<char>) = (glob.chars().collect(), text.chars().collect());
+    let (mut gi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if gi < g.len() && (g[gi] == '?' || g[gi] == t[ti]) {
+            gi += 1;
+            ti += 1;
+        } else if gi < g.len() && g[gi] == '*' {
+            star = Some(gi);
+            mark = ti;
+            gi += 1;
+        } else if let Some(s) = star {
+            gi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    g[gi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_stars_and_questions() {
+        assert!(glob_matches("*", "a/b.txt"));
+        assert!(glob_matches("*.md", "notes/x.md"));
+        assert!(!glob_matches("*.md", "notes/x.txt"));
+        assert!(glob_matches("a?c", "abc"));
+        assert!(!glob_matches("a?c", "ac"));
+    }
+
+    #[test]
+    fn default_batched_keeps_prompt_order() {
+        let host = EchoHost { delay: std::time::Duration::from_millis(50), ..Default::default() };
+        let prompts: Vec<String> = (0..8).map(|i| i.to_string()).collect();
+        let started = std::time::Instant::now();
+        let answers = host.llm_query_batched(&prompts, None).unwrap();
+        assert_eq!(answers, (0..8).map(|i| format!("echo: {i}")).collect::<Vec<_>>());
+        // Concurrent: eight 50 ms calls take far less than 400 ms.
+        assert!(started.elapsed() < std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn no_host_says_what_is_missing() {
+        let out = serve(&NoHost, &HostCall::LlmQuery { prompt: "x".into(), model: None });
+        assert!(matches!(out, CallOutcome::Error(e) if e.contains("llm_query is not available")));
+    }
+}
