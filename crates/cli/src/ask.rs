@@ -100,7 +100,8 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
     spinner.set_message(format!("reading {} tokens into the model", prompt.prompt_tokens));
     spinner.enable_steady_tick(Duration::from_millis(120));
     let mut sink = Stream { spinner: &spinner, cancel: cancel_on_ctrl_c(), print: !args.json, started_answer: false };
-    let completion = model.chat_stream(&request, &mut sink).await.with_context(|| format!("{model_ref} could not answer"))?;
+    let completion =
+        model.chat_stream(&request, &mut sink).await.with_context(|| format!("{model_ref} could not answer"))?;
     spinner.finish_and_clear();
     if sink.started_answer {
         println!();

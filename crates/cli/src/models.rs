@@ -8,7 +8,7 @@ use clap::Subcommand;
 use quarry_llm::import::{import_file, verify_file};
 use quarry_llm::{human_bytes, CancelToken, Fetcher, ModelStore, Status};
 
-use crate::progress::{Bars, Unit};
+use crate::progress::Bars;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -61,7 +61,7 @@ pub async fn run(cmd: ModelsCommand) -> Result<ExitCode> {
         }
         ModelsCommand::Verify { target, json } => verify(&store, &target, json).await,
         ModelsCommand::Import { path } => {
-            let bars = Bars::new(Unit::Bytes);
+            let bars = Bars::new();
             let cancel = cancel_on_ctrl_c();
             let entry = tokio::task::block_in_place(|| import_file(&store, &path, &bars, &cancel))?;
             println!("imported {} as {} ({})", path.display(), entry.id, human_bytes(entry.size.unwrap_or(0)));
@@ -126,7 +126,7 @@ async fn fetch(store: &ModelStore, ids: &[String]) -> Result<ExitCode> {
             }
         }
     });
-    let bars = Bars::new(Unit::Bytes);
+    let bars = Bars::new();
     for entry in entries {
         let path = fetcher.fetch(entry, &bars).await?;
         println!("{}", path.display());
@@ -139,7 +139,7 @@ async fn verify(store: &ModelStore, target: &str, json: bool) -> Result<ExitCode
         Ok(_) => store.resolve(target)?,
         Err(_) => PathBuf::from(target),
     };
-    let bars = Bars::new(Unit::Bytes);
+    let bars = Bars::new();
     let cancel = cancel_on_ctrl_c();
     let v = tokio::task::block_in_place(|| verify_file(store, &path, &bars, &cancel))?;
     let ok = v.conflicts_with.is_none();

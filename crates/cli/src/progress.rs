@@ -1,4 +1,4 @@
-//! Progress bars on the terminal for the library's [`Progress`] reports. When stderr is not a
+//! Progress bars on the terminal (byte counts: downloads, hashing) for the library's [`Progress`] reports. When stderr is not a
 //! terminal (CI logs, pipes) bars are hidden and each phase prints one line when it ends, so
 //! logs stay readable.
 
@@ -12,25 +12,18 @@ use quarry_llm::{human_bytes, Progress};
 pub struct Bars {
     current: Mutex<Option<(ProgressBar, String, Instant)>>,
     tty: bool,
-    unit: Unit,
-}
-
-#[derive(Clone, Copy)]
-pub enum Unit {
-    Bytes,
-    Tokens,
 }
 
 impl Bars {
-    pub fn new(unit: Unit) -> Bars {
-        Bars { current: Mutex::new(None), tty: std::io::stderr().is_terminal(), unit }
+    pub fn new() -> Bars {
+        Bars { current: Mutex::new(None), tty: std::io::stderr().is_terminal() }
     }
 
     fn style(&self, known_total: bool) -> ProgressStyle {
-        let template = match (self.unit, known_total) {
-            (Unit::Bytes, true) => "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            (Unit::Bytes, false) => "{msg:40!} {spinner} {bytes} {bytes_per_sec}",
-            (Unit::Tokens, _) => "{msg:40!} [{bar:30}] {pos}/{len} tokens eta {eta}",
+        let template = if known_total {
+            "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+        } else {
+            "{msg:40!} {spinner} {bytes} {bytes_per_sec}"
         };
         ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ")
     }
@@ -66,11 +59,7 @@ impl Progress for Bars {
             let done = bar.position();
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
-            let amount = match self.unit {
-                Unit::Bytes => human_bytes(done),
-                Unit::Tokens => format!("{done} tokens"),
-            };
-            eprintln!("{label}: {amount} in {secs:.1} s");
+            eprintln!("{label}: {} in {secs:.1} s", human_bytes(done));
         }
     }
 }

@@ -73,7 +73,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     writeln!(out, "{ready}")?;
     out.flush()?;
     drop(out);
-    eprintln!("serving {} on http://{}:{port}/v1 ({} slots × {} tokens)", ids.join(", "), args.host, args.slots, args.ctx);
+    eprintln!(
+        "serving {} on http://{}:{port}/v1 ({} slots × {} tokens)",
+        ids.join(", "),
+        args.host,
+        args.slots,
+        args.ctx
+    );
     axum::serve(listener, router(engine, api_key)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -82,7 +88,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

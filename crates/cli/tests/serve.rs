@@ -89,7 +89,10 @@ async fn a_killed_engine_is_a_clear_error_and_the_next_request_succeeds() {
     assert!(err.to_string().starts_with("the local model server stopped unexpectedly"), "{err}");
 
     // The supervisor restarts the child; the next request waits for it and succeeds.
-    let c = tokio::time::timeout(Duration::from_secs(120), model.chat(&ask("Say hello.", 5))).await.expect("no restart").unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(120), model.chat(&ask("Say hello.", 5)))
+        .await
+        .expect("no restart")
+        .unwrap();
     assert!(!c.text.is_empty());
     assert_eq!(server.restarts(), 1);
     assert_ne!(server.pid(), Some(first_pid));

@@ -175,7 +175,7 @@ struct Pending {
 
 struct Active {
     events: mpsc::UnboundedSender<Event>,
-    sampler: LlamaSampler,
+    sampler: Picker,
     out: Utf8Stream,
     /// Prompt tokens not yet evaluated.
     pending: Vec<LlamaToken>,
@@ -405,7 +405,7 @@ impl<'m> Runner<'m> {
             } else {
                 a.prompt_done = Some(Instant::now());
             }
-            let token = a.sampler.sample(&self.ctx, at);
+            let token = a.sampler.pick(&self.ctx, at);
             a.generated += 1;
             let mut finish = None;
             if vocab.is_eog(token) && !a.ignore_eos {
@@ -468,10 +468,41 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// How a slot picks its next token.
+enum Picker {
+    /// Plain greedy decoding: the argmax of the logits, read directly. llama.cpp's sampler API
+    /// copies all ~150k candidates into a fresh array for every token, which is a measurable
+    /// share of a small model's generation time on a CPU.
+    Argmax,
+    Chain(LlamaSampler),
+}
+
+impl Picker {
+    fn pick(&mut self, ctx: &LlamaContext<'_>, at: i32) -> LlamaToken {
+        match self {
+            Picker::Chain(s) => s.sample(ctx, at),
+            Picker::Argmax => {
+                let logits = ctx.get_logits_ith(at);
+                let mut best = 0;
+                for (i, &l) in logits.iter().enumerate() {
+                    if l > logits[best] {
+                        best = i;
+                    }
+                }
+                LlamaToken(best as i32)
+            }
+        }
+    }
+}
+
 /// The sampler chain for a request: grammar first (it masks what may come next), then the
 /// usual filters.
-fn sampler(model: &LlamaModel, request: &GenerateRequest) -> Result<LlamaSampler> {
+fn sampler(model: &LlamaModel, request: &GenerateRequest) -> Result<Picker> {
     let s = &request.sampling;
+    let constrained = request.constraint.grammar.is_some() || request.constraint.json_schema.is_some();
+    if s.temperature <= 0.0 && s.repeat_penalty == 1.0 && !constrained {
+        return Ok(Picker::Argmax);
+    }
     let mut chain = Vec::new();
     let grammar = match (&request.constraint.grammar, &request.constraint.json_schema) {
         (Some(g), _) => Some(g.clone()),
@@ -499,5 +530,5 @@ fn sampler(model: &LlamaModel, request: &GenerateRequest) -> Result<LlamaSampler
         chain.push(LlamaSampler::temp(s.temperature));
         chain.push(LlamaSampler::dist(s.seed));
     }
-    Ok(LlamaSampler::chain_simple(chain))
+    Ok(Picker::Chain(LlamaSampler::chain_simple(chain)))
 }

@@ -146,8 +146,10 @@ impl Tokenizer {
     pub fn load(path: &Path) -> Result<Tokenizer> {
         let info = gguf::inspect(path)?;
         let params = LlamaModelParams::default().with_vocab_only(true);
-        let model = LlamaModel::load_from_file(backend()?, path, &params)
-            .map_err(|e| Error::Load { path: path.into(), message: format!("llama.cpp refused its vocabulary ({e})") })?;
+        let model = LlamaModel::load_from_file(backend()?, path, &params).map_err(|e| Error::Load {
+            path: path.into(),
+            message: format!("llama.cpp refused its vocabulary ({e})"),
+        })?;
         let name = model_name(&info, path);
         let template = template_of(&info, &model, &name);
         Ok(Tokenizer { model, template, name })
