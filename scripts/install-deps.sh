@@ -12,7 +12,7 @@ e2e=false
 
 # llama-cpp-sys-2 builds llama.cpp with cmake and generates bindings with libclang; Tauri needs
 # WebKitGTK 4.1 and librsvg; the e2e test drives the real window under Xvfb through WebKitWebDriver.
-packages=(build-essential pkg-config cmake libclang-dev curl file libwebkit2gtk-4.1-dev librsvg2-dev libxdo-dev)
+packages=(build-essential pkg-config cmake libclang-dev curl file libwebkit2gtk-4.1-dev librsvg2-dev)
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 if $e2e; then
   packages+=(xvfb xauth webkit2gtk-driver imagemagick)

@@ -13,7 +13,8 @@ fn small_model() -> LocalModel {
 }
 
 fn greedy(max_tokens: usize) -> GenerateOptions {
-    GenerateOptions { max_tokens, temperature: 0.0, ..GenerateOptions::default() }
+    // The default sampling is greedy (temperature 0).
+    GenerateOptions { max_tokens, ..GenerateOptions::default() }
 }
 
 #[test]

@@ -495,15 +495,10 @@ impl Picker {
     }
 }
 
-/// The sampler chain for a request: grammar first (it masks what may come next), then the
-/// usual filters.
+/// How a request picks tokens: the argmax fast path, or the shared sampler chain behind the
+/// request's grammar (a JSON schema becomes a grammar through llama.cpp's own converter).
 fn sampler(model: &LlamaModel, request: &GenerateRequest) -> Result<Picker> {
     let s = &request.sampling;
-    let constrained = request.constraint.grammar.is_some() || request.constraint.json_schema.is_some();
-    if s.temperature <= 0.0 && s.repeat_penalty == 1.0 && !constrained {
-        return Ok(Picker::Argmax);
-    }
-    let mut chain = Vec::new();
     let grammar = match (&request.constraint.grammar, &request.constraint.json_schema) {
         (Some(g), _) => Some(g.clone()),
         (None, Some(schema)) => Some(
@@ -512,23 +507,8 @@ fn sampler(model: &LlamaModel, request: &GenerateRequest) -> Result<Picker> {
         ),
         (None, None) => None,
     };
-    if let Some(g) = grammar {
-        chain.push(
-            LlamaSampler::grammar(model, &g, "root")
-                .map_err(|e| Error::Generation(format!("the grammar is not valid GBNF with a `root` rule ({e})")))?,
-        );
+    if s.temperature <= 0.0 && s.repeat_penalty == 1.0 && grammar.is_none() {
+        return Ok(Picker::Argmax);
     }
-    if s.repeat_penalty != 1.0 {
-        chain.push(LlamaSampler::penalties(model.n_vocab(), 64, s.repeat_penalty, 0.0, 0.0));
-    }
-    if s.temperature <= 0.0 {
-        chain.push(LlamaSampler::greedy());
-    } else {
-        chain.push(LlamaSampler::top_k(s.top_k));
-        chain.push(LlamaSampler::top_p(s.top_p, 1));
-        chain.push(LlamaSampler::min_p(s.min_p, 1));
-        chain.push(LlamaSampler::temp(s.temperature));
-        chain.push(LlamaSampler::dist(s.seed));
-    }
-    Ok(Picker::Chain(LlamaSampler::chain_simple(chain)))
+    Ok(Picker::Chain(crate::local::sampler_chain(model, s, grammar.as_deref())?))
 }

@@ -24,6 +24,7 @@ pub use template::{ChatMessage, ChatTemplate};
 pub(crate) use text::Utf8Stream;
 
 pub use crate::api::FinishReason;
+use crate::api::Sampling;
 
 use crate::{gguf, Error, Result};
 
@@ -69,12 +70,7 @@ impl Default for LoadOptions {
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub max_tokens: usize,
-    pub temperature: f32,
-    pub top_p: f32,
-    pub top_k: i32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub seed: u32,
+    pub sampling: Sampling,
     pub stop: Vec<String>,
     /// Context window for this request; defaults to prompt + max_tokens, capped at training length.
     pub n_ctx: Option<u32>,
@@ -85,12 +81,7 @@ impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
             max_tokens: 512,
-            temperature: 0.0,
-            top_p: 0.95,
-            top_k: 40,
-            min_p: 0.05,
-            repeat_penalty: 1.0,
-            seed: 42,
+            sampling: Sampling::default(),
             stop: Vec::new(),
             n_ctx: None,
             threads: default_threads(),
@@ -294,7 +285,7 @@ impl LocalModel {
         }
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        let mut sampler = sampler(&self.model, options);
+        let mut sampler = sampler_chain(&self.model, &options.sampling, None)?;
         let mut out = Utf8Stream::new(options.stop.clone());
         let mut finish = FinishReason::Length;
         let mut n_gen = 0usize;
@@ -352,19 +343,27 @@ impl Generation {
     }
 }
 
-fn sampler(model: &LlamaModel, o: &GenerateOptions) -> LlamaSampler {
+/// The sampler chain for `sampling`, behind an optional GBNF grammar (which must come first: it
+/// masks what may come next). Shared by this in-process path and the engine.
+pub(crate) fn sampler_chain(model: &LlamaModel, s: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler> {
     let mut chain = Vec::new();
-    if o.repeat_penalty != 1.0 {
-        chain.push(LlamaSampler::penalties(model.n_vocab(), 64, o.repeat_penalty, 0.0, 0.0));
+    if let Some(g) = grammar {
+        chain.push(
+            LlamaSampler::grammar(model, g, "root")
+                .map_err(|e| Error::Generation(format!("the grammar is not valid GBNF with a `root` rule ({e})")))?,
+        );
     }
-    if o.temperature <= 0.0 {
+    if s.repeat_penalty != 1.0 {
+        chain.push(LlamaSampler::penalties(model.n_vocab(), 64, s.repeat_penalty, 0.0, 0.0));
+    }
+    if s.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
     } else {
-        chain.push(LlamaSampler::top_k(o.top_k));
-        chain.push(LlamaSampler::top_p(o.top_p, 1));
-        chain.push(LlamaSampler::min_p(o.min_p, 1));
-        chain.push(LlamaSampler::temp(o.temperature));
-        chain.push(LlamaSampler::dist(o.seed));
+        chain.push(LlamaSampler::top_k(s.top_k));
+        chain.push(LlamaSampler::top_p(s.top_p, 1));
+        chain.push(LlamaSampler::min_p(s.min_p, 1));
+        chain.push(LlamaSampler::temp(s.temperature));
+        chain.push(LlamaSampler::dist(s.seed));
     }
-    LlamaSampler::chain_simple(chain)
+    Ok(LlamaSampler::chain_simple(chain))
 }
