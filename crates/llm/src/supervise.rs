@@ -234,7 +234,10 @@ async fn spawn(inner: &Arc<Inner>) -> Result<(Child, u16)> {
         .kill_on_drop(true);
     #[cfg(target_os = "linux")]
     unsafe {
-        // If the app itself dies (even by SIGKILL), take the engine with it.
+        // If the app itself dies (even by SIGKILL), take the engine with it. Linux ties this to
+        // the spawning *thread*: spawns happen on runtime worker threads or the thread driving
+        // `block_on`, which live as long as the runtime; never start a server from a
+        // `spawn_blocking` thread, which exits after 10 s idle and would take the child along.
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())

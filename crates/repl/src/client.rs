@@ -142,6 +142,11 @@ pub struct Repl {
 
 impl Repl {
     /// Creates the run directory and starts the worker; fails if the sandbox cannot be built.
+    ///
+    /// Create (and use) a `Repl` on a thread that lives as long as it does: the worker sets
+    /// `PR_SET_PDEATHSIG`, which Linux ties to the *thread* that spawned it, so a worker started
+    /// from a short-lived thread (a tokio `spawn_blocking` thread exits after 10 s idle) is killed
+    /// with that thread. The RLM loop owns its REPL on a dedicated thread for this reason.
     pub fn new(config: SandboxConfig, host: Arc<dyn HostFunctions>) -> Result<Repl> {
         let run_dir = match &config.run_dir_parent {
             Some(parent) => tempfile::Builder::new().prefix("quarry-repl-").tempdir_in(parent)?,

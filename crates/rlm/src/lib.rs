@@ -1,21 +1,47 @@
 //! `quarry-rlm`: how Quarry answers a question about a folder.
 //!
-//! Today it holds the **direct** mode: the whole folder goes into the model's window (truncated
-//! with a visible warning when it does not fit) and the model answers in one pass. It is both
-//! what `quarry ask` runs until the Recursive Language Model loop lands here and, afterwards,
-//! the baseline the loop must beat (`quarry ask --mode direct`).
+//! Two modes:
+//!
+//! - the **Recursive Language Model** loop ([`Rlm`], arXiv 2512.24601): the root model sees only
+//!   the folder's shape ([`context`]) and the question, writes Python that runs in the sandboxed
+//!   REPL over the documents (`grep`, `read`, `context`, `llm_query` on pieces), sees truncated
+//!   output, and repeats until it writes `FINAL(answer)` ([`parse`]) or a [`Budget`] limit stops
+//!   it; every step is an [`Event`] and the whole run a [`Trajectory`];
+//! - the **direct** baseline ([`direct`]): the whole folder in the window, one pass — what the
+//!   loop must beat.
 //!
 //! ```no_run
-//! use quarry_llm::local::{GenerateOptions, LoadOptions, LocalModel};
+//! use std::sync::{atomic::AtomicBool, Arc};
+//! use quarry_llm::{LocalServer, ServerOptions};
+//! use quarry_rlm::{Rlm, RlmConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let folder = quarry_index::Folder::load("assets/demo".as_ref())?;
-//! let model = LocalModel::load("model.gguf".as_ref(), &LoadOptions::default())?;
-//! let prompt = quarry_rlm::direct::DirectPrompt::build(&model, &folder, "Who signed?", 8192, 512)?;
-//! let mut answer = String::new();
-//! model.chat(&prompt.messages, &GenerateOptions::default(), &mut answer)?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let id = "qwen2.5-coder-0.5b-instruct-q4_k_m";
+//! let server = LocalServer::start(ServerOptions::new(vec![id.into()])).await?;
+//! let model = Arc::new(server.model(id));
+//! let rlm = Rlm::new(model.clone(), model, RlmConfig::default());
+//! let cancel = Arc::new(AtomicBool::new(false));
+//! let run = rlm.run(&folder, "What is the notice period?", cancel, |event| println!("{event:?}")).await?;
+//! println!("{:?} ({:?})", run.answer, run.stop_reason);
+//! # Ok(())
+//! # }
 //! ```
 
+pub mod budget;
+pub mod context;
 pub mod direct;
+pub mod host;
+pub mod parse;
+pub mod rlm;
+pub mod session;
+pub mod trajectory;
+
+pub use budget::{Budget, StopReason};
+pub use context::FolderSummary;
+pub use parse::{parse_reply, CodeBlock, FinalAnswer, Reply};
+pub use rlm::{Rlm, RlmConfig, RunResult};
+pub use trajectory::{AnswerSource, BlockRun, Event, Iteration, Trajectory};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -25,6 +51,10 @@ pub enum Error {
     Model(#[from] quarry_llm::Error),
     #[error(transparent)]
     Corpus(#[from] quarry_index::Error),
+    #[error(transparent)]
+    Repl(#[from] quarry_repl::Error),
+    #[error("the REPL's thread failed: {0}")]
+    Worker(String),
     #[error("the question is empty; ask something about the folder")]
     EmptyQuestion,
     #[error("a {window}-token window is too small for the question and a {answer}-token answer")]

@@ -1,0 +1,569 @@
+//! The Recursive Language Model loop: the root model sees the folder's shape and the question,
+//! writes code, sees (truncated) results, and repeats until it gives a final answer or a
+//! [`Budget`] limit ends the run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use quarry_index::Folder;
+use quarry_llm::local::ChatMessage;
+use quarry_llm::{ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Sampling, Usage};
+use quarry_repl::{Context, ContextDocument, ReplResult, SandboxConfig};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::budget::{Budget, StopReason};
+use crate::context::FolderSummary;
+use crate::host::{RunHost, SubCallStats};
+use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
+use crate::session::ReplThread;
+use crate::trajectory::{AnswerSource, BlockRun, Event, Iteration, Metadata, Trajectory};
+use crate::{Error, Result};
+
+/// The root model's instructions, with a worked example sized for small coder models.
+pub const SYSTEM_PROMPT: &str = include_str!("../../../assets/prompts/rlm.md");
+
+/// Everything about a run except the models and the folder.
+#[derive(Debug, Clone)]
+pub struct RlmConfig {
+    pub budget: Budget,
+    pub sandbox: SandboxConfig,
+    /// Tokens one root turn may generate.
+    pub root_max_tokens: Option<usize>,
+    /// Tokens one `llm_query` answer may generate.
+    pub sub_max_tokens: Option<usize>,
+    pub sampling: Sampling,
+    /// Characters of each of a block's stdout, stderr, error and value fed back to the root
+    /// model (head and tail kept): the point of the method is that big data stays in the REPL.
+    pub feedback_chars: usize,
+    /// Files listed by name in the folder description.
+    pub max_listed_files: usize,
+    /// End each root turn at its first closed code block (a stop string on the closing fence).
+    /// Small models otherwise go on to invent the REPL's output and answer from it — the 0.5B
+    /// model wrote "The REPL shows: ..." with made-up lines under its first grep. It costs
+    /// models that write several blocks per turn nothing but an extra turn.
+    pub stop_at_block_end: bool,
+}
+
+impl Default for RlmConfig {
+    fn default() -> Self {
+        RlmConfig {
+            budget: Budget::default(),
+            sandbox: SandboxConfig::default(),
+            root_max_tokens: Some(1024),
+            sub_max_tokens: Some(512),
+            sampling: Sampling::default(),
+            feedback_chars: 2000,
+            max_listed_files: 40,
+            stop_at_block_end: true,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// `None` only when the run was cancelled.
+    pub answer: Option<String>,
+    pub stop_reason: StopReason,
+    /// Root turns taken, not counting the last "answer from what you have" turn.
+    pub iterations: usize,
+    /// Sub-model prompts actually sent.
+    pub sub_calls: usize,
+    /// Root and sub tokens together.
+    pub usage: Usage,
+    pub root_usage: Usage,
+    pub sub_usage: Usage,
+    pub seconds: f64,
+    pub trajectory: Trajectory,
+}
+
+/// A root model, a sub model and a configuration: ask it questions about folders.
+pub struct Rlm {
+    root: Arc<dyn LanguageModel>,
+    sub: Arc<dyn LanguageModel>,
+    config: RlmConfig,
+}
+
+impl Rlm {
+    pub fn new(root: Arc<dyn LanguageModel>, sub: Arc<dyn LanguageModel>, config: RlmConfig) -> Rlm {
+        Rlm { root, sub, config }
+    }
+
+    /// Answers `question` about `folder`. Events go to `on_event` as they happen; setting
+    /// `cancel` stops the run at the next model delta or between code blocks (an execution
+    /// already running finishes first, bounded by the sandbox's timeout).
+    ///
+    /// Must be called inside a tokio runtime: the REPL lives on its own thread and sub-calls
+    /// block on the runtime from the REPL's host-call threads.
+    pub async fn run<F>(
+        &self,
+        folder: &Folder,
+        question: &str,
+        cancel: Arc<AtomicBool>,
+        mut on_event: F,
+    ) -> Result<RunResult>
+    where
+        F: FnMut(&Event) + Send,
+    {
+        let question = question.trim();
+        if question.is_empty() {
+            return Err(Error::EmptyQuestion);
+        }
+        let started = Instant::now();
+        let budget = self.config.budget.clone();
+        let description = FolderSummary::of(folder).describe(self.config.max_listed_files);
+        on_event(&Event::RunStarted {
+            question: question.into(),
+            root_model: self.root.name().into(),
+            sub_model: self.sub.name().into(),
+            context: description.clone(),
+        });
+
+        let documents: Vec<(String, String)> =
+            folder.documents().iter().map(|d| (d.path.clone(), d.text.clone())).collect();
+        let (tx, rx) = unbounded_channel();
+        let stats = Arc::new(SubCallStats::default());
+        let host = Arc::new(RunHost::new(
+            tokio::runtime::Handle::current(),
+            self.sub.clone(),
+            documents.clone(),
+            budget.max_sub_calls,
+            self.config.sub_max_tokens,
+            stats.clone(),
+            cancel.clone(),
+            tx,
+        ));
+        let context =
+            Context::Documents(documents.into_iter().map(|(path, text)| ContextDocument { path, text }).collect());
+        let sandbox = self.config.sandbox.clone();
+        let repl = ReplThread::start(sandbox, host, context).await?;
+
+        let mut run = Run {
+            repl: Some(repl),
+            rx,
+            feedback_chars: self.config.feedback_chars,
+            messages: vec![
+                ChatMessage::system(SYSTEM_PROMPT.trim()),
+                ChatMessage::user(format!(
+                    "{description}\nQuestion: {question}\n\nWrite a ```repl block to start looking. Do not answer yet: you have not seen the documents."
+                )),
+            ],
+            root_usage: Usage::default(),
+        };
+        let mut trajectory = Trajectory {
+            metadata: Metadata {
+                question: question.into(),
+                root_model: self.root.name().into(),
+                sub_model: self.sub.name().into(),
+                budget: budget.clone(),
+                context: description,
+            },
+            iterations: Vec::new(),
+        };
+
+        let mut consecutive_errors = 0usize;
+        let mut answer: Option<(String, AnswerSource)> = None;
+        let stop = loop {
+            let sub_usage = *stats.usage.lock().expect("usage lock");
+            if cancel.load(Ordering::Relaxed) {
+                break StopReason::Cancelled;
+            }
+            if stats.exhausted.load(Ordering::SeqCst) {
+                break StopReason::MaxSubCalls;
+            }
+            if consecutive_errors >= budget.max_consecutive_errors {
+                break StopReason::ConsecutiveErrors;
+            }
+            if trajectory.iterations.len() >= budget.max_iterations {
+                break StopReason::MaxIterations;
+            }
+            if budget.max_tokens.is_some_and(|m| run.root_usage.total() + sub_usage.total() >= m) {
+                break StopReason::MaxTokens;
+            }
+            if budget.wall_clock.is_some_and(|w| started.elapsed() >= w) {
+                break StopReason::WallClock;
+            }
+
+            let index = trajectory.iterations.len() + 1;
+            let turn_started = Instant::now();
+            on_event(&Event::IterationStarted { index });
+            let completion = run.root_turn(self, &cancel, &mut on_event).await?;
+            if completion.finish_reason == FinishReason::Cancelled || cancel.load(Ordering::Relaxed) {
+                break StopReason::Cancelled;
+            }
+            let text = close_stopped_block(&completion, self.config.stop_at_block_end);
+            let reply = parse_reply(&text);
+            run.messages.push(ChatMessage::assistant(text.clone()));
+
+            let mut runs: Vec<BlockRun> = Vec::new();
+            for (i, block) in reply.blocks.iter().enumerate() {
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: block.code.clone() });
+                let result = run.execute(block.code.clone(), &mut on_event).await?;
+                on_event(&Event::ReplResult { iteration: index, index: i + 1, result: result.clone() });
+                let done = result.final_answer.clone();
+                runs.push(BlockRun { block: block.clone(), result });
+                if let Some(text) = done {
+                    answer = Some((text, AnswerSource::Code));
+                    break;
+                }
+            }
+            let code_failed = !runs.is_empty() && runs.iter().any(|r| r.result.error.is_some());
+            // A FINAL(text) written beside code was written before the code's output was seen:
+            // the reference takes it, but small models fill it with a guess (the 0.5B model
+            // answered "2760", a file size from the listing, beside the grep that would have
+            // found the code). So it waits for the output. FINAL_VAR beside code names a value
+            // the code computed, so it is taken unless that code failed.
+            let mut final_note = None;
+            if answer.is_none() && !code_failed {
+                match &reply.final_answer {
+                    Some(FinalAnswer::Text(_)) if !reply.blocks.is_empty() => {
+                        final_note = Some(
+                            "it was written before you saw your code's output. If the output above confirms it, write FINAL(answer) again, alone"
+                                .to_string(),
+                        )
+                    }
+                    Some(FinalAnswer::Text(t)) => answer = Some((t.clone(), AnswerSource::Prose)),
+                    Some(FinalAnswer::Var(name)) => {
+                        let r = run.final_var(name, &mut on_event).await?;
+                        match r.final_answer {
+                            Some(t) => answer = Some((t, AnswerSource::Prose)),
+                            None => final_note = Some(r.error.unwrap_or_else(|| format!("FINAL_VAR({name}) found nothing"))),
+                        }
+                    }
+                    None => {}
+                }
+            }
+            if answer.is_none() && !runs.is_empty() && has_answer_dict(runs.last().map(|r| &r.result)) {
+                if let Some(t) = run.answer_variable(&mut on_event).await? {
+                    answer = Some((t, AnswerSource::AnswerVariable));
+                }
+            }
+
+            trajectory.iterations.push(Iteration {
+                index,
+                response: text.clone(),
+                code_blocks: runs.clone(),
+                final_answer: answer.as_ref().map(|(t, _)| t.clone()),
+                usage: completion.usage,
+                seconds: turn_started.elapsed().as_secs_f64(),
+            });
+            on_event(&Event::Usage { root: run.root_usage, sub: *stats.usage.lock().expect("usage lock") });
+            if answer.is_some() {
+                break StopReason::Final;
+            }
+
+            if code_failed && reply.final_answer.is_some() && answer.is_none() {
+                final_note = Some("it was ignored because your code failed; fix the code first".into());
+            }
+            let failed = runs.is_empty() || runs.iter().all(|r| r.result.error.is_some());
+            consecutive_errors = if failed { consecutive_errors + 1 } else { 0 };
+            let mut feedback =
+                feedback(&reply.blocks, &runs, reply.unterminated, final_note.as_deref(), question, run.feedback_chars);
+            // Small models loop on one block; say so, since seeing the same output again does
+            // not make them move on.
+            let previous = trajectory.iterations.iter().rev().nth(1).map(|it| &it.code_blocks);
+            if !runs.is_empty()
+                && previous.is_some_and(|p| p.iter().map(|r| &r.block.code).eq(runs.iter().map(|r| &r.block.code)))
+            {
+                feedback.push_str("\nYou ran exactly the same code last time. If the output answers the question, write FINAL(your answer) now; otherwise try different code.");
+            }
+            run.messages.push(ChatMessage::user(feedback));
+        };
+
+        if stop != StopReason::Final && stop != StopReason::Cancelled {
+            answer = run.forced_answer(self, stop, question, &cancel, &mut on_event).await?;
+        }
+        if let Some((text, source)) = &answer {
+            on_event(&Event::Answer { text: text.clone(), source: *source });
+        }
+        let sub_usage = *stats.usage.lock().expect("usage lock");
+        let mut usage = run.root_usage;
+        usage += sub_usage;
+        let seconds = started.elapsed().as_secs_f64();
+        let iterations = trajectory.iterations.len();
+        let sub_calls = stats.served.load(Ordering::SeqCst);
+        on_event(&Event::Final { stop_reason: stop, iterations, sub_calls, seconds });
+        if let Some(repl) = run.repl.take() {
+            repl.shutdown().await;
+        }
+        Ok(RunResult {
+            answer: answer.map(|(t, _)| t),
+            stop_reason: stop,
+            iterations,
+            sub_calls,
+            usage,
+            root_usage: run.root_usage,
+            sub_usage,
+            seconds,
+            trajectory,
+        })
+    }
+}
+
+/// The state one run threads through its turns.
+struct Run {
+    repl: Option<ReplThread>,
+    rx: UnboundedReceiver<Event>,
+    feedback_chars: usize,
+    messages: Vec<ChatMessage>,
+    root_usage: Usage,
+}
+
+impl Run {
+    async fn root_turn<F: FnMut(&Event) + Send>(
+        &mut self,
+        rlm: &Rlm,
+        cancel: &AtomicBool,
+        on_event: &mut F,
+    ) -> Result<Completion> {
+        let mut request = ChatRequest::new(self.messages.clone());
+        request.max_tokens = rlm.config.root_max_tokens;
+        request.sampling = rlm.config.sampling.clone();
+        if rlm.config.stop_at_block_end {
+            request.stop = vec![BLOCK_END.into()];
+        }
+        let mut sink = Stream { on_event, cancel };
+        match rlm.root.chat_stream(&request, &mut sink).await {
+            Ok(c) => {
+                self.root_usage += c.usage;
+                Ok(c)
+            }
+            Err(e) => {
+                (sink.on_event)(&Event::Error { message: format!("the root model failed: {e}") });
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Runs `code` on the REPL's thread, forwarding sub-call events while it runs.
+    async fn execute<F: FnMut(&Event) + Send>(&mut self, code: String, on_event: &mut F) -> Result<ReplResult> {
+        let repl = self.repl.as_ref().ok_or_else(|| Error::Worker("the REPL is gone".into()))?;
+        let mut pending = repl.execute(code)?;
+        let joined = loop {
+            tokio::select! {
+                joined = &mut pending => break joined,
+                Some(ev) = self.rx.recv() => on_event(&ev),
+            }
+        };
+        let result = joined.map_err(|_| Error::Worker("the REPL thread died".into()))?;
+        while let Ok(ev) = self.rx.try_recv() {
+            on_event(&ev);
+        }
+        Ok(result?)
+    }
+
+    async fn final_var<F: FnMut(&Event) + Send>(&mut self, name: &str, on_event: &mut F) -> Result<ReplResult> {
+        // A JSON string literal is a valid Python string literal for any name a model writes.
+        let literal = serde_json::to_string(name).expect("strings serialize");
+        self.execute(format!("FINAL_VAR({literal})"), on_event).await
+    }
+
+    /// The `answer = {"content": ..., "ready": True}` convention: read only when `ready` is true.
+    async fn answer_variable<F: FnMut(&Event) + Send>(&mut self, on_event: &mut F) -> Result<Option<String>> {
+        let r = self
+            .execute(
+                "if isinstance(answer, dict) and answer.get('ready') is True:\n    FINAL(answer.get('content', ''))"
+                    .into(),
+                on_event,
+            )
+            .await?;
+        Ok(r.final_answer)
+    }
+
+    /// The last turn after a limit: no code runs, whatever the model says is the answer.
+    async fn forced_answer<F: FnMut(&Event) + Send>(
+        &mut self,
+        rlm: &Rlm,
+        stop: StopReason,
+        question: &str,
+        cancel: &AtomicBool,
+        on_event: &mut F,
+    ) -> Result<Option<(String, AnswerSource)>> {
+        self.messages.push(ChatMessage::user(format!(
+            "Stop: {}. No more code will run. Answer the question now from what you have found so far.\nQuestion: {question}\nReply with one line: FINAL(your answer)",
+            stop.describe()
+        )));
+        let c = self.root_turn(rlm, cancel, on_event).await?;
+        let reply = parse_reply(&c.text);
+        let text = match reply.final_answer {
+            Some(FinalAnswer::Text(t)) => t,
+            Some(FinalAnswer::Var(name)) => match self.final_var(&name, on_event).await?.final_answer {
+                Some(t) => t,
+                None => c.text.trim().to_string(),
+            },
+            None => c.text.trim().to_string(),
+        };
+        Ok(Some((text, AnswerSource::Forced)))
+    }
+}
+
+/// Streams root deltas out as events and lets the cancel flag stop generation.
+struct Stream<'a, F> {
+    on_event: &'a mut F,
+    cancel: &'a AtomicBool,
+}
+
+impl<F: FnMut(&Event) + Send> DeltaSink for Stream<'_, F> {
+    fn delta(&mut self, text: &str) -> bool {
+        (self.on_event)(&Event::ModelDelta { text: text.into() });
+        !self.cancel.load(Ordering::Relaxed)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// The stop string that ends a turn at a closing fence (an opening one has a language tag).
+const BLOCK_END: &str = "\n```\n";
+
+/// Endpoints drop the stop string from the text (OpenAI's rule), which leaves the block the
+/// stop string closed unterminated; put the fence back so the block runs.
+fn close_stopped_block(c: &Completion, stopping: bool) -> String {
+    if stopping && c.finish_reason == FinishReason::Stop && parse_reply(&c.text).unterminated {
+        format!("{}\n```", c.text)
+    } else {
+        c.text.clone()
+    }
+}
+
+fn has_answer_dict(last: Option<&ReplResult>) -> bool {
+    last.is_some_and(|r| r.variables.iter().any(|v| v.name == "answer" && v.type_name == "dict"))
+}
+
+/// The next user message: what each block printed, the variables, and a nudge.
+fn feedback(
+    blocks: &[CodeBlock],
+    runs: &[BlockRun],
+    unterminated: bool,
+    final_note: Option<&str>,
+    question: &str,
+    chars: usize,
+) -> String {
+    let mut s = String::new();
+    if blocks.is_empty() && !unterminated && final_note.is_none() {
+        s.push_str("Your reply had no ```repl code block and no FINAL(answer) line, so nothing ran.\n");
+    }
+    for (i, run) in runs.iter().enumerate() {
+        let r = &run.result;
+        s.push_str(&format!("Output of code block {}:\n", i + 1));
+        let mut empty = true;
+        for (label, text) in [
+            ("", Some(&r.stdout)),
+            ("stderr: ", Some(&r.stderr)),
+            ("Value: ", r.value.as_ref()),
+            ("Error: ", r.error.as_ref()),
+        ] {
+            if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
+                s.push_str(label);
+                s.push_str(&truncate(t.trim_end(), chars));
+                s.push('\n');
+                empty = false;
+            }
+        }
+        if empty {
+            s.push_str("(no output; use print() to see values)\n");
+        }
+        if r.restarted {
+            s.push_str("The REPL was restarted: every variable is gone (context is loaded again).\n");
+        }
+    }
+    if blocks.len() > runs.len() {
+        s.push_str(&format!("{} later code block(s) did not run.\n", blocks.len() - runs.len()));
+    }
+    if unterminated {
+        s.push_str("Your last ```repl block was not closed with a ``` line, so it did not run.\n");
+    }
+    if let Some(note) = final_note {
+        s.push_str(&format!("Your FINAL did not count: {}\n", truncate(note, 500)));
+    }
+    if let Some(last) = runs.last() {
+        let vars: Vec<String> = last
+            .result
+            .variables
+            .iter()
+            .map(|v| match v.len {
+                Some(n) => format!("{} ({}, len {n})", v.name, v.type_name),
+                None => format!("{} ({})", v.name, v.type_name),
+            })
+            .collect();
+        if !vars.is_empty() {
+            s.push_str(&format!("REPL variables: {}\n", truncate(&vars.join(", "), 1000)));
+        }
+    }
+    s.push_str(&format!(
+        "\nQuestion: {question}\nContinue with a ```repl block, or write FINAL(your answer) on its own line if the output above answers the question."
+    ));
+    s
+}
+
+/// Head and tail of `s` within `n` characters, with a note saying how much was left out.
+fn truncate(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(n / 2).collect();
+    let tail: String = s.chars().skip(count - n / 2).collect();
+    format!("{head}\n[... {} characters cut ...]\n{tail}", count - 2 * (n / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(text: &str, finish_reason: FinishReason) -> Completion {
+        Completion {
+            text: text.into(),
+            finish_reason,
+            usage: Usage::default(),
+            timings: Default::default(),
+            model: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_block_cut_by_the_stop_string_is_closed_again() {
+        let c = done("```repl\nprint(1)", FinishReason::Stop);
+        assert_eq!(parse_reply(&close_stopped_block(&c, true)).blocks.len(), 1);
+        assert_eq!(close_stopped_block(&c, false), c.text, "not when the stop string is off");
+        let cut = done("```repl\nprint(1)", FinishReason::Length);
+        assert!(parse_reply(&close_stopped_block(&cut, true)).unterminated, "a length cut stays unrun");
+        let closed = done("```repl\nprint(1)\n```", FinishReason::Stop);
+        assert_eq!(close_stopped_block(&closed, true), closed.text);
+    }
+
+    #[test]
+    fn truncate_keeps_head_and_tail() {
+        assert_eq!(truncate("abcdef", 10), "abcdef");
+        let t = truncate(&"x".repeat(50).replace("x", "ab"), 10);
+        assert!(t.starts_with("ababa\n[... 90 characters cut ...]\n"), "{t}");
+        assert!(t.ends_with("babab"), "{t}");
+    }
+
+    #[test]
+    fn feedback_says_what_happened() {
+        let blocks = vec![CodeBlock { lang: "repl".into(), code: "x".into() }];
+        let runs = vec![BlockRun {
+            block: blocks[0].clone(),
+            result: ReplResult {
+                error: Some("NameError: x".into()),
+                restarted: true,
+                variables: vec![quarry_repl::Variable { name: "hits".into(), type_name: "list".into(), len: Some(3) }],
+                ..Default::default()
+            },
+        }];
+        let f = feedback(&blocks, &runs, true, None, "Q?", 100);
+        assert!(f.contains("Error: NameError: x"), "{f}");
+        assert!(f.contains("restarted"), "{f}");
+        assert!(f.contains("not closed"), "{f}");
+        assert!(f.contains("REPL variables: hits (list, len 3)"), "{f}");
+        assert!(f.contains("Question: Q?"), "{f}");
+        let f = feedback(&[], &[], false, None, "Q?", 100);
+        assert!(f.starts_with("Your reply had no ```repl code block"), "{f}");
+    }
+}

@@ -1,0 +1,477 @@
+//! The RLM loop end to end with a scripted fake root model, a fake sub model and the real
+//! sandboxed REPL worker.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quarry_index::Folder;
+use quarry_llm::{ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Timings, Usage};
+use quarry_repl::{SandboxConfig, WorkerCommand};
+use quarry_rlm::{AnswerSource, Budget, Event, Rlm, RlmConfig, RunResult, StopReason};
+
+/// Replies with its script in order; records every request.
+struct Scripted {
+    replies: Mutex<VecDeque<String>>,
+    requests: Mutex<Vec<ChatRequest>>,
+    /// Thinks this long before the reply with this index (0-based).
+    pause: Option<(usize, Duration)>,
+}
+
+impl Scripted {
+    fn new(replies: &[&str]) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            replies: Mutex::new(replies.iter().map(|s| s.to_string()).collect()),
+            requests: Mutex::new(Vec::new()),
+            pause: None,
+        })
+    }
+
+    fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The last user message of request `i`.
+    fn last_user(&self, i: usize) -> String {
+        self.requests()[i].messages.iter().rev().find(|m| m.role == "user").unwrap().content.clone()
+    }
+}
+
+fn completion(text: String) -> Completion {
+    Completion {
+        text,
+        finish_reason: FinishReason::Stop,
+        usage: Usage { prompt_tokens: 10, cached_tokens: 0, completion_tokens: 5 },
+        timings: Timings::default(),
+        model: "fake".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for Scripted {
+    fn name(&self) -> &str {
+        "scripted-root"
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest, sink: &mut dyn DeltaSink) -> quarry_llm::Result<Completion> {
+        let n = {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(request.clone());
+            requests.len() - 1
+        };
+        if let Some((_, pause)) = self.pause.filter(|(at, _)| *at == n) {
+            tokio::time::sleep(pause).await;
+        }
+        let text = self.replies.lock().unwrap().pop_front().unwrap_or_else(|| "(script exhausted)".into());
+        // Stream in two pieces so deltas are really forwarded piecewise.
+        let mid = text.char_indices().nth(text.chars().count() / 2).map(|(i, _)| i).unwrap_or(0);
+        for piece in [&text[..mid], &text[mid..]] {
+            if !sink.delta(piece) {
+                let mut c = completion(text[..mid].to_string());
+                c.finish_reason = FinishReason::Cancelled;
+                return Ok(c);
+            }
+        }
+        Ok(completion(text))
+    }
+}
+
+/// Answers `sub: <prompt>`. With `gate`, each call waits until `gate` calls are in flight at
+/// once (or gives up after a few seconds and says so), which proves concurrency without timing.
+struct Sub {
+    prompts: Mutex<Vec<String>>,
+    gate: Option<Arc<tokio::sync::Barrier>>,
+}
+
+impl Sub {
+    fn new() -> Arc<Sub> {
+        Arc::new(Sub { prompts: Mutex::new(Vec::new()), gate: None })
+    }
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for Sub {
+    fn name(&self) -> &str {
+        "fake-sub"
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest, _: &mut dyn DeltaSink) -> quarry_llm::Result<Completion> {
+        let prompt = request.messages.last().unwrap().content.clone();
+        self.prompts.lock().unwrap().push(prompt.clone());
+        let mut text = format!("sub: {prompt}");
+        if let Some(gate) = &self.gate {
+            if tokio::time::timeout(Duration::from_secs(10), gate.wait()).await.is_err() {
+                text = "not concurrent".into();
+            }
+        }
+        Ok(completion(text))
+    }
+}
+
+fn folder() -> (tempfile::TempDir, Folder) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "alpha\nthe needle is 42\nomega\n").unwrap();
+    std::fs::create_dir(dir.path().join("notes")).unwrap();
+    std::fs::write(dir.path().join("notes/b.md"), "# Notes\nnothing to see\n").unwrap();
+    let f = Folder::load(dir.path()).unwrap();
+    (dir, f)
+}
+
+fn config(budget: Budget) -> RlmConfig {
+    RlmConfig {
+        budget,
+        sandbox: SandboxConfig {
+            worker: WorkerCommand { program: env!("CARGO_BIN_EXE_quarry-rlm-worker").into(), args: vec![] },
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+struct Outcome {
+    result: RunResult,
+    events: Vec<Event>,
+    root: Arc<Scripted>,
+    sub: Arc<Sub>,
+}
+
+async fn run_with(replies: &[&str], budget: Budget, sub: Arc<Sub>) -> Outcome {
+    let root = Scripted::new(replies);
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root.clone(), sub.clone(), config(budget));
+    let mut events = Vec::new();
+    let result = rlm
+        .run(&folder, "What is the needle?", Arc::new(AtomicBool::new(false)), |e| events.push(e.clone()))
+        .await
+        .expect("the run completes");
+    Outcome { result, events, root, sub }
+}
+
+async fn run(replies: &[&str]) -> Outcome {
+    run_with(replies, Budget::default(), Sub::new()).await
+}
+
+fn answer_source(events: &[Event]) -> Option<AnswerSource> {
+    events.iter().find_map(|e| match e {
+        Event::Answer { source, .. } => Some(*source),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_called_in_code_after_grep_output_was_fed_back() {
+    let o = run(&[
+        "Let me search.\n```repl\nhits = grep('needle')\nprint(hits[0]['path'], hits[0]['text'])\n```",
+        "```repl\nFINAL(hits[0]['text'])\n```",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("the needle is 42"));
+    assert_eq!(o.result.stop_reason, StopReason::Final);
+    assert_eq!(o.result.iterations, 2);
+    assert_eq!(answer_source(&o.events), Some(AnswerSource::Code));
+    let fed_back = o.root.last_user(1);
+    assert!(fed_back.contains("a.txt the needle is 42"), "{fed_back}");
+    assert!(fed_back.contains("REPL variables: hits (list, len 1)"), "{fed_back}");
+    // The first prompt describes the folder without its contents.
+    let first = o.root.last_user(0);
+    assert!(first.contains("2 files") && first.contains("notes/b.md"), "{first}");
+    assert!(!first.contains("needle is 42"), "{first}");
+    assert_eq!(o.root.requests()[0].messages[0].role, "system");
+    // Usage: two root turns of 15 tokens each, no sub calls.
+    assert_eq!(o.result.usage.total(), 30);
+    assert!(matches!(o.events.first(), Some(Event::RunStarted { .. })));
+    assert!(matches!(o.events.last(), Some(Event::Final { stop_reason: StopReason::Final, iterations: 2, .. })));
+    let deltas: String = o
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ModelDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(deltas.starts_with("Let me search.") && deltas.ends_with("FINAL(hits[0]['text'])\n```"), "{deltas}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_in_prose_with_nested_parentheses() {
+    let o = run(&["```repl\nx = 6 * 7\nprint(x)\n```", "It is 42.\nFINAL(42 (see a.txt (line 2)))"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42 (see a.txt (line 2))"));
+    assert_eq!(o.result.iterations, 2);
+    assert_eq!(answer_source(&o.events), Some(AnswerSource::Prose));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_var_in_prose_reads_a_variable_set_by_the_same_reply() {
+    let o = run(&["```repl\nresult = 'forty' + '-two'\n```\nFINAL_VAR(result)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("forty-two"));
+    assert_eq!(o.result.iterations, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_var_naming_a_missing_variable_is_fed_back_not_taken() {
+    let o = run(&["FINAL_VAR(nope)", "FINAL(fixed)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("fixed"));
+    assert_eq!(o.result.iterations, 2);
+    let fed_back = o.root.last_user(1);
+    assert!(fed_back.contains("Your FINAL did not count") && fed_back.contains("nope"), "{fed_back}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_dict_counts_only_when_ready() {
+    let o = run(&[
+        "```repl\nanswer = {'content': 'draft', 'ready': False}\n```",
+        "```repl\nanswer['content'] = 'the needle is 42'\nanswer['ready'] = True\n```",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("the needle is 42"));
+    assert_eq!(o.result.iterations, 2, "the draft was not taken");
+    assert_eq!(answer_source(&o.events), Some(AnswerSource::AnswerVariable));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_mentioned_in_a_sentence_is_not_an_answer() {
+    let o = run(&["I will call FINAL(answer) when done.\n```repl\nprint(1)\n```", "FINAL(real)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("real"));
+    assert_eq!(o.result.iterations, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prose_final_beside_failing_code_is_ignored() {
+    let o = run(&["```repl\nprint(missing)\n```\nFINAL_VAR(missing)", "FINAL(checked)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("checked"));
+    assert!(o.root.last_user(1).contains("ignored because your code failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prose_final_text_beside_code_waits_for_the_output() {
+    let o = run(&["```repl\nprint(grep('needle')[0]['text'])\n```\nFINAL(2760)", "FINAL(42)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    assert_eq!(o.result.iterations, 2);
+    let fed_back = o.root.last_user(1);
+    assert!(
+        fed_back.contains("the needle is 42") && fed_back.contains("before you saw your code's output"),
+        "{fed_back}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_iterations_ends_with_an_answer_from_what_it_has() {
+    let budget = Budget { max_iterations: 2, ..Default::default() };
+    let o = run_with(
+        &["```repl\nprint(1)\n```", "```repl\nprint(2)\n```", "FINAL(best guess: 42)", "never asked"],
+        budget,
+        Sub::new(),
+    )
+    .await;
+    assert_eq!(o.result.stop_reason, StopReason::MaxIterations);
+    assert_eq!(o.result.answer.as_deref(), Some("best guess: 42"));
+    assert_eq!(o.result.iterations, 2);
+    assert_eq!(o.root.requests().len(), 3, "two turns and the last answering call");
+    let last = o.root.last_user(2);
+    assert!(last.contains("used all your turns") && last.contains("No more code will run"), "{last}");
+    assert_eq!(answer_source(&o.events), Some(AnswerSource::Forced));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_answer_without_final_takes_the_whole_reply() {
+    let budget = Budget { max_iterations: 1, ..Default::default() };
+    let o = run_with(&["```repl\nprint(1)\n```", "  It is 42.  "], budget, Sub::new()).await;
+    assert_eq!(o.result.answer.as_deref(), Some("It is 42."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_errors_stop_the_run() {
+    let budget = Budget { max_consecutive_errors: 2, ..Default::default() };
+    let o =
+        run_with(&["```repl\n1 / 0\n```", "```repl\nundefined_name\n```", "FINAL(gave up)"], budget, Sub::new()).await;
+    assert_eq!(o.result.stop_reason, StopReason::ConsecutiveErrors);
+    assert_eq!(o.result.iterations, 2);
+    assert_eq!(o.result.answer.as_deref(), Some("gave up"));
+    assert!(o.root.last_user(1).contains("ZeroDivisionError"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_resets_the_error_count_and_no_code_counts_as_an_error() {
+    let budget = Budget { max_consecutive_errors: 2, ..Default::default() };
+    let o = run_with(
+        &["```repl\n1 / 0\n```", "```repl\nprint('ok')\n```", "```repl\n1 / 0\n```", "Hmm, let me think.", "FINAL(x)"],
+        budget,
+        Sub::new(),
+    )
+    .await;
+    assert_eq!(o.result.stop_reason, StopReason::ConsecutiveErrors);
+    assert_eq!(o.result.iterations, 4);
+    let last = &o.root.requests()[4].messages;
+    let nudge = &last[last.len() - 2];
+    assert!(nudge.role == "user" && nudge.content.starts_with("Your reply had no ```repl code block"), "{nudge:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_stops_without_a_last_call() {
+    let root = Scripted::new(&["```repl\nprint(1)\n```", "```repl\nprint(2)\n```", "FINAL(no)"]);
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root.clone(), Sub::new(), config(Budget::default()));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let mut saw_final = None;
+    let result = rlm
+        .run(&folder, "q?", cancel, |e| match e {
+            Event::ReplResult { .. } => flag.store(true, Ordering::SeqCst),
+            Event::Final { stop_reason, .. } => saw_final = Some(*stop_reason),
+            _ => {}
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.stop_reason, StopReason::Cancelled);
+    assert_eq!(result.answer, None);
+    assert_eq!(root.requests().len(), 1);
+    assert_eq!(saw_final, Some(StopReason::Cancelled));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_during_streaming_stops_the_root_call() {
+    let root = Scripted::new(&["```repl\nprint(1)\n```"]);
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root.clone(), Sub::new(), config(Budget::default()));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let mut blocks = 0;
+    let result = rlm
+        .run(&folder, "q?", cancel, |e| match e {
+            Event::ModelDelta { .. } => flag.store(true, Ordering::SeqCst),
+            Event::CodeBlock { .. } => blocks += 1,
+            _ => {}
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.stop_reason, StopReason::Cancelled);
+    assert_eq!(blocks, 0, "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_survives_a_repl_restart() {
+    let o = run(&[
+        "```repl\nx = 1\nimport os\nos._exit(3)\n```",
+        "```repl\nprint('x' in globals(), len(context))\n```",
+        "FINAL(recovered)",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("recovered"));
+    assert_eq!(o.result.iterations, 3);
+    let t = &o.result.trajectory.iterations;
+    assert!(t[0].code_blocks[0].result.restarted);
+    assert_eq!(t[1].code_blocks[0].result.stdout.trim(), "False 2", "variables gone, context reloaded");
+    assert!(o.root.last_user(1).contains("The REPL was restarted"), "{}", o.root.last_user(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_query_goes_to_the_sub_model_and_is_counted() {
+    let o = run(&[
+        "```repl\nr = llm_query('summarize: ' + context[0].text)\nrs = llm_query_batched(['a', 'b', 'c'])\nprint(r)\nprint(rs)\n```",
+        "FINAL(ok)",
+    ])
+    .await;
+    assert_eq!(o.result.sub_calls, 4);
+    let mut prompts = o.sub.prompts.lock().unwrap().clone();
+    prompts.sort();
+    assert_eq!(prompts, ["a", "b", "c", "summarize: alpha\nthe needle is 42\nomega\n"]);
+    let fed_back = o.root.last_user(1);
+    assert!(
+        fed_back.contains("sub: summarize: alpha") && fed_back.contains("['sub: a', 'sub: b', 'sub: c']"),
+        "{fed_back}"
+    );
+    assert_eq!(o.result.sub_usage.total(), 4 * 15);
+    assert_eq!(o.result.usage.total(), 2 * 15 + 4 * 15);
+    let started = o.events.iter().filter(|e| matches!(e, Event::SubCallStarted { .. })).count();
+    let finished = o.events.iter().filter(|e| matches!(e, Event::SubCallFinished { ok: true, .. })).count();
+    assert_eq!((started, finished), (4, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_query_batched_runs_its_prompts_concurrently() {
+    let sub = Arc::new(Sub { prompts: Mutex::new(Vec::new()), gate: Some(Arc::new(tokio::sync::Barrier::new(3))) });
+    let o = run_with(&["```repl\nprint(llm_query_batched(['x', 'y', 'z']))\n```", "FINAL(ok)"], Budget::default(), sub)
+        .await;
+    let fed_back = o.root.last_user(1);
+    assert!(fed_back.contains("['sub: x', 'sub: y', 'sub: z']"), "{fed_back}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sub_call_budget_refuses_and_ends_the_run() {
+    let budget = Budget { max_sub_calls: 2, ..Default::default() };
+    let o = run_with(
+        &[
+            "```repl\nprint(llm_query('one'))\n```",
+            "```repl\nrs = llm_query_batched(['a', 'b'])\n```",
+            "FINAL(from what I have)",
+        ],
+        budget,
+        Sub::new(),
+    )
+    .await;
+    assert_eq!(o.result.stop_reason, StopReason::MaxSubCalls);
+    assert_eq!(o.result.sub_calls, 1, "the batch that did not fit was refused whole");
+    assert_eq!(o.sub.prompts.lock().unwrap().as_slice(), ["one"]);
+    assert_eq!(o.result.answer.as_deref(), Some("from what I have"));
+    let err = o.result.trajectory.iterations[1].code_blocks[0].result.error.clone().unwrap();
+    assert!(err.contains("budget of 2 sub-calls is spent"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grep_read_and_files_serve_the_folder() {
+    let o = run(&[
+        "```repl\nprint(files())\nprint(len(grep(r'needle is \\d+')), len(grep('NEEDLE')), len(grep('NEEDLE', ignore_case=True)))\nprint(read('a.txt', 2, 2))\n```",
+        "FINAL(done)",
+    ])
+    .await;
+    let out = &o.result.trajectory.iterations[0].code_blocks[0].result;
+    assert_eq!(out.error, None, "{out:?}");
+    assert_eq!(out.stdout, "['a.txt', 'notes/b.md']\n1 0 1\nthe needle is 42\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trajectory_jsonl_records_every_iteration() {
+    let o = run(&["```repl\nprint('hi')\n```", "FINAL(ok)"]).await;
+    let mut out = Vec::new();
+    o.result.trajectory.write_jsonl(&mut out).unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["question"], "What is the needle?");
+    assert_eq!(lines[1]["code_blocks"][0]["result"]["stdout"], "hi\n");
+    assert_eq!(lines[2]["final_answer"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_question_is_refused() {
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(Scripted::new(&[]), Sub::new(), config(Budget::default()));
+    let err = rlm.run(&folder, "  ", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap_err();
+    assert!(matches!(err, quarry_rlm::Error::EmptyQuestion));
+}
+
+/// Regression: the worker dies with the thread that spawned it (`PR_SET_PDEATHSIG`). When the
+/// loop started it from a tokio blocking thread, that thread exited after 10 idle seconds while
+/// the real 0.5B model was thinking, and the next execution failed with "Broken pipe" and a
+/// restart that lost every variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_survives_a_root_model_thinking_longer_than_the_blocking_pool_keep_alive() {
+    let root = Arc::new(Scripted {
+        replies: Mutex::new(
+            ["```repl\nx = 41\n```", "```repl\nprint(x + 1)\n```", "FINAL(done)"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        requests: Mutex::new(Vec::new()),
+        pause: Some((1, Duration::from_secs(12))),
+    });
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root, Sub::new(), config(Budget::default()));
+    let result = rlm.run(&folder, "q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
+    let second = &result.trajectory.iterations[1].code_blocks[0].result;
+    assert!(!second.restarted, "{second:?}");
+    assert_eq!(second.stdout, "42\n");
+}

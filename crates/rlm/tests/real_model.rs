@@ -1,0 +1,68 @@
+//! The loop against the real 0.5B model (served in-process by Quarry's engine behind its
+//! OpenAI-compatible API) and the real REPL: a needle only `grep` finds cheaply.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quarry_llm::engine::{Engine, EngineConfig, ModelSpec};
+use quarry_llm::{ModelStore, OpenAiClient};
+use quarry_repl::{SandboxConfig, WorkerCommand};
+use quarry_rlm::{Budget, Event, Rlm, RlmConfig, StopReason};
+
+const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_model_finds_a_needle_with_grep() {
+    let path = ModelStore::from_env().resolve(SMALL).unwrap_or_else(|e| panic!("{e} (`make test` fetches it first)"));
+    let engine = Engine::start(EngineConfig {
+        models: vec![ModelSpec { id: SMALL.into(), path }],
+        slots: 2,
+        ctx_per_slot: 8192,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = quarry_llm::serve::router(engine, None);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let model = Arc::new(OpenAiClient::new(&base, SMALL, None).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let filler = "The quarterly report covers sales, staffing and the new office plan.\n".repeat(40);
+    for i in 0..6 {
+        std::fs::write(dir.path().join(format!("report-{i}.txt")), &filler).unwrap();
+    }
+    std::fs::write(dir.path().join("security.txt"), format!("{filler}The vault access code is 7394.\n{filler}"))
+        .unwrap();
+    let folder = quarry_index::Folder::load(dir.path()).unwrap();
+
+    let config = RlmConfig {
+        budget: Budget { max_iterations: 6, ..Default::default() },
+        sandbox: SandboxConfig {
+            worker: WorkerCommand { program: env!("CARGO_BIN_EXE_quarry-rlm-worker").into(), args: vec![] },
+            timeout: Duration::from_secs(30),
+            ..Default::default()
+        },
+        root_max_tokens: Some(400),
+        ..Default::default()
+    };
+    let rlm = Rlm::new(model.clone(), model, config);
+    let result = rlm
+        .run(&folder, "What is the vault access code?", Arc::new(AtomicBool::new(false)), |e| match e {
+            Event::ModelDelta { .. } => {}
+            e => eprintln!("{}", serde_json::to_string(e).unwrap()),
+        })
+        .await
+        .unwrap();
+    for it in &result.trajectory.iterations {
+        eprintln!("--- reply {}:\n{}", it.index, it.response);
+    }
+    eprintln!("{:?} after {} iterations: {:?}", result.stop_reason, result.iterations, result.answer);
+    let answer = result.answer.unwrap_or_default();
+    assert!(answer.contains("7394"), "{answer:?} ({:?})", result.stop_reason);
+    assert_ne!(result.stop_reason, StopReason::Cancelled);
+    let grepped =
+        result.trajectory.iterations.iter().flat_map(|i| &i.code_blocks).any(|b| b.block.code.contains("grep("));
+    assert!(grepped, "the model found it through grep");
+}
