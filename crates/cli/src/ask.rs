@@ -21,8 +21,28 @@ use quarry_rlm::direct::DirectPrompt;
 
 use crate::models::cancel_on_ctrl_c;
 
+/// How to answer.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The whole folder in the model's window (cut to fit), one pass.
+    Direct,
+    /// The Recursive Language Model loop: the root model writes Python over the folder in a
+    /// sandboxed REPL and hands pieces to the sub model.
+    Rlm,
+}
+
 #[derive(Args)]
 pub struct AskArgs {
+    /// How to answer. `direct` stays the default until the RLM loop is measured against it on
+    /// the evaluation suite.
+    #[arg(long, value_enum, default_value = "direct")]
+    mode: Mode,
+    /// The sub model for `--mode rlm` (default: the catalog's default sub model).
+    #[arg(long)]
+    sub_model: Option<String>,
+    /// Save the RLM trajectory as JSON lines (metadata, then one line per iteration).
+    #[arg(long)]
+    trajectory: Option<PathBuf>,
     /// The folder to analyse.
     #[arg(long)]
     folder: PathBuf,
@@ -67,6 +87,24 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         eprintln!("  skipped {}: {}", s.path, s.reason);
     }
 
+    let threads = args.threads.unwrap_or_else(default_threads);
+    if args.mode == Mode::Rlm {
+        let sub_ref = args.sub_model.clone().unwrap_or_else(|| catalog.default_for(Role::Sub).id.clone());
+        let sub_path = store.resolve(&sub_ref)?;
+        return crate::ask_rlm::run(crate::ask_rlm::RlmAsk {
+            folder: &folder,
+            question: &args.question,
+            root: (model_ref, model_path),
+            sub: (sub_ref, sub_path),
+            ctx: args.ctx,
+            threads,
+            gpu_layers: args.gpu_layers,
+            json: args.json,
+            trajectory: args.trajectory.clone(),
+        })
+        .await;
+    }
+
     let tokenizer = Tokenizer::load(&model_path)?;
     let prompt = DirectPrompt::build(&tokenizer, &folder, &args.question, args.ctx, args.max_tokens)?;
     if prompt.is_truncated() {
@@ -84,7 +122,6 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         );
     }
 
-    let threads = args.threads.unwrap_or_else(default_threads);
     eprintln!("Starting the local engine with {model_ref} ({threads} thread{})", if threads == 1 { "" } else { "s" });
     let mut options = ServerOptions::new(vec![model_path.display().to_string()]);
     options.slots = 1;

@@ -3,6 +3,7 @@
 //! dispatches; each command family lives in its own module.
 
 mod ask;
+mod ask_rlm;
 mod bench;
 mod models;
 mod progress;

@@ -165,3 +165,49 @@ fn ask_errors_name_the_folder_or_the_model_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("broken.gguf is not a usable GGUF model file"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn ask_in_rlm_mode_finds_a_needle_through_the_repl_and_saves_the_trajectory() {
+    let folder = tempfile::tempdir().unwrap();
+    for i in 1..=5 {
+        std::fs::write(
+            folder.path().join(format!("report{i}.txt")),
+            format!("Quarterly notes, part {i}.\nRevenue grew in the north region.\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        folder.path().join("memo.txt"),
+        "Facilities memo.\nThe storage room code is 7391.\nLights off at 8pm.\n",
+    )
+    .unwrap();
+    let model = small_model_path();
+    let trajectory = folder.path().join("run.jsonl");
+    let out = quarry(
+        &[
+            "ask",
+            "--mode",
+            "rlm",
+            "--folder",
+            folder.path().to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--sub-model",
+            model.to_str().unwrap(),
+            "--trajectory",
+            trajectory.to_str().unwrap(),
+            "--json",
+            "What is the storage room code?",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["answer"].as_str().unwrap_or("").contains("7391"), "{v}");
+    assert_eq!(v["stop_reason"], "final");
+    assert!(v["iterations"].as_u64().unwrap() >= 1);
+    let lines = std::fs::read_to_string(&trajectory).unwrap();
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "metadata");
+    assert!(lines.lines().count() >= 2, "one line per iteration after the metadata");
+}
