@@ -60,6 +60,11 @@ pub enum Error {
     #[error("the chat template of {model} could not be rendered: {message}")]
     Template { model: String, message: String },
 
+    /// The request itself is wrong (a bad grammar or schema, an empty prompt, a token outside
+    /// the vocabulary): the caller's to fix, an HTTP 400.
+    #[error("{0}")]
+    InvalidRequest(String),
+
     #[error("generation failed: {0}")]
     Generation(String),
 

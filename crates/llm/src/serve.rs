@@ -77,12 +77,7 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
 fn engine_error(e: &Error) -> Response {
     let status = match e {
         Error::UnknownModel { .. } => StatusCode::NOT_FOUND,
-        Error::PromptTooLong { .. } | Error::Template { .. } => StatusCode::BAD_REQUEST,
-        Error::Generation(m)
-            if m.contains("grammar") || m.contains("schema") || m.contains("vocabulary") || m.contains("empty") =>
-        {
-            StatusCode::BAD_REQUEST
-        }
+        Error::PromptTooLong { .. } | Error::Template { .. } | Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let kind = if status == StatusCode::INTERNAL_SERVER_ERROR { "server_error" } else { "invalid_request_error" };

@@ -61,10 +61,8 @@ enum State {
         port: u16,
         pid: u32,
     },
-    Restarting {
-        #[allow(dead_code)] // shown in Debug output of the state in logs
-        reason: String,
-    },
+    /// Starting, or coming back after a crash (the reason is logged when it happens).
+    Restarting,
     Failed {
         reason: String,
     },
@@ -99,7 +97,7 @@ impl LocalServer {
     /// file, say) is an error here, with the child's own last words.
     pub async fn start(options: ServerOptions) -> Result<LocalServer> {
         let api_key = random_key()?;
-        let (state, _) = watch::channel(State::Restarting { reason: "starting".into() });
+        let (state, _) = watch::channel(State::Restarting);
         let inner = Arc::new(Inner {
             options,
             api_key,
@@ -137,7 +135,7 @@ impl LocalServer {
                 State::Ready { port, .. } => return Ok(format!("http://127.0.0.1:{port}")),
                 State::Failed { reason } => return Err(Error::EngineStart { reason }),
                 State::Stopped => return Err(Error::EngineStart { reason: "it was stopped".into() }),
-                State::Restarting { .. } => {}
+                State::Restarting => {}
             }
             if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
                 return Err(Error::EngineStart { reason: "it did not come back in time".into() });
@@ -322,7 +320,7 @@ async fn supervise(inner: Arc<Inner>, mut child: Child) {
             Err(e) => e.to_string(),
         };
         tracing::warn!("the local model server stopped ({reason}); restarting");
-        inner.state.send_replace(State::Restarting { reason: reason.clone() });
+        inner.state.send_replace(State::Restarting);
         if up_since.elapsed() > Duration::from_secs(60) {
             failures = 0;
         }

@@ -164,19 +164,6 @@ impl Engine {
         rx
     }
 
-    /// Generates to the end, collecting the text.
-    pub async fn complete(&self, request: GenerateRequest) -> Result<Completion> {
-        let mut rx = self.generate(request);
-        while let Some(event) = rx.recv().await {
-            match event {
-                Event::Text(_) => {}
-                Event::Done(c) => return Ok(c),
-                Event::Error(e) => return Err(e),
-            }
-        }
-        Err(Error::Generation("the engine dropped the request".into()))
-    }
-
     pub async fn tokenize(&self, model: Option<String>, text: String) -> Result<Vec<i32>> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Tokenize { model, text, reply })?;

@@ -106,7 +106,7 @@ pub(super) fn run(
 fn pick<'a, 'm>(runners: &'a mut [Runner<'m>], model: Option<&str>) -> Result<&'a mut Runner<'m>> {
     match model {
         None if runners.len() == 1 => Ok(&mut runners[0]),
-        None => Err(Error::Generation(format!(
+        None => Err(Error::InvalidRequest(format!(
             "several models are loaded ({}); name one in the request's `model` field",
             runners.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
         ))),
@@ -253,14 +253,16 @@ impl<'m> Runner<'m> {
             Prompt::Tokens(ids) => {
                 let n = vocab.n_tokens();
                 match ids.iter().find(|&&t| t < 0 || t >= n) {
-                    Some(bad) => Err(Error::Generation(format!("token id {bad} is outside the vocabulary (0..{n})"))),
+                    Some(bad) => {
+                        Err(Error::InvalidRequest(format!("token id {bad} is outside the vocabulary (0..{n})")))
+                    }
                     None => Ok(ids.iter().map(|&t| LlamaToken(t)).collect()),
                 }
             }
         };
         match tokens {
             Ok(tokens) if tokens.is_empty() => {
-                let _ = events.send(Event::Error(Error::Generation("the prompt is empty".into())));
+                let _ = events.send(Event::Error(Error::InvalidRequest("the prompt is empty".into())));
             }
             Ok(tokens) if tokens.len() >= self.n_ctx_slot => {
                 let _ = events.send(Event::Error(Error::PromptTooLong { prompt: tokens.len(), ctx: self.n_ctx_slot }));
@@ -499,14 +501,14 @@ impl Picker {
 /// request's grammar (a JSON schema becomes a grammar through llama.cpp's own converter).
 fn sampler(model: &LlamaModel, request: &GenerateRequest) -> Result<Picker> {
     let s = &request.sampling;
-    let grammar = match (&request.constraint.grammar, &request.constraint.json_schema) {
-        (Some(g), _) => Some(g.clone()),
-        (None, Some(schema)) => Some(
-            llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-                .map_err(|e| Error::Generation(format!("the JSON schema could not be turned into a grammar ({e})")))?,
-        ),
-        (None, None) => None,
-    };
+    let grammar =
+        match (&request.constraint.grammar, &request.constraint.json_schema) {
+            (Some(g), _) => Some(g.clone()),
+            (None, Some(schema)) => Some(llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+                Error::InvalidRequest(format!("the JSON schema could not be turned into a grammar ({e})"))
+            })?),
+            (None, None) => None,
+        };
     if s.temperature <= 0.0 && s.repeat_penalty == 1.0 && grammar.is_none() {
         return Ok(Picker::Argmax);
     }

@@ -246,7 +246,7 @@ impl LocalModel {
         let vocab = self.model.vocab();
         let tokens = vocab.tokenize(prompt.as_bytes(), false, true);
         if tokens.is_empty() {
-            return Err(Error::Generation("the prompt is empty".into()));
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
         let wanted = options.n_ctx.unwrap_or((tokens.len() + options.max_tokens) as u32);
         let n_ctx = wanted.clamp(64, self.n_ctx_train.max(64));
@@ -349,8 +349,9 @@ pub(crate) fn sampler_chain(model: &LlamaModel, s: &Sampling, grammar: Option<&s
     let mut chain = Vec::new();
     if let Some(g) = grammar {
         chain.push(
-            LlamaSampler::grammar(model, g, "root")
-                .map_err(|e| Error::Generation(format!("the grammar is not valid GBNF with a `root` rule ({e})")))?,
+            LlamaSampler::grammar(model, g, "root").map_err(|e| {
+                Error::InvalidRequest(format!("the grammar is not valid GBNF with a `root` rule ({e})"))
+            })?,
         );
     }
     if s.repeat_penalty != 1.0 {
