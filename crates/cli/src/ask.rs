@@ -1,80 +1,75 @@
-//! `quarry ask`: answer a question about a folder.
+//! `quarry ask`: answer a question about a folder, in any [`Mode`].
 //!
-//! Until the RLM loop lands this runs the direct mode: the folder (as much as fits) goes into
-//! the model's window and the answer streams back. The model runs in a supervised
-//! `quarry serve` child, so a llama.cpp abort cannot take this process down; only the tokenizer
-//! is loaded here, to fit the folder to the window exactly. Progress goes to stderr, the answer
-//! to stdout, so `quarry ask ... > answer.txt` captures just the answer.
+//! Progress goes to stderr — the loop's iterations, code and output summaries as they happen —
+//! and the answer to stdout, followed by its sources marked verified (✓) or not (✗), so
+//! `quarry ask ... > answer.txt` captures just the answer. `--json` prints one object instead.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::Folder;
-use quarry_llm::local::{default_threads, Tokenizer};
-use quarry_llm::{ChatRequest, DeltaSink, FinishReason, LanguageModel, LocalServer, ModelStore, Role, ServerOptions};
-use quarry_rlm::direct::DirectPrompt;
+use quarry_rlm::{AnalystConfig, Answer, Event, StopReason};
 
-use crate::models::cancel_on_ctrl_c;
+use crate::local::{LocalModels, ModelArgs};
 
 /// How to answer.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// The whole folder in the model's window (cut to fit), one pass.
-    Direct,
     /// The Recursive Language Model loop: the root model writes Python over the folder in a
     /// sandboxed REPL and hands pieces to the sub model.
     Rlm,
+    /// The whole folder in the model's window (cut to fit, with a warning), one pass.
+    Direct,
+    /// The BM25-best passages in the model's window, one pass.
+    Rag,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        quarry_rlm::Mode::from(self).name()
+    }
+}
+
+impl From<Mode> for quarry_rlm::Mode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Rlm => quarry_rlm::Mode::Rlm,
+            Mode::Direct => quarry_rlm::Mode::Direct,
+            Mode::Rag => quarry_rlm::Mode::Rag,
+        }
+    }
 }
 
 #[derive(Args)]
 pub struct AskArgs {
-    /// How to answer. `direct` stays the default until the RLM loop is measured against it on
-    /// the evaluation suite.
+    /// How to answer. `direct` stays the default until the RLM loop beats it on the evaluation
+    /// suite (docs/results.md).
     #[arg(long, value_enum, default_value = "direct")]
     mode: Mode,
-    /// The sub model for `--mode rlm` (default: the catalog's default sub model).
-    #[arg(long)]
-    sub_model: Option<String>,
-    /// Save the RLM trajectory as JSON lines (metadata, then one line per iteration).
-    #[arg(long)]
-    trajectory: Option<PathBuf>,
     /// The folder to analyse.
     #[arg(long)]
     folder: PathBuf,
     /// The question.
     question: String,
-    /// Catalog id or path of a GGUF file (default: the catalog's default root model).
-    #[arg(long)]
-    model: Option<String>,
-    /// Context window in tokens; the folder is cut to fit it.
-    #[arg(long, default_value_t = 8192)]
-    ctx: usize,
-    /// Longest answer in tokens.
+    #[command(flatten)]
+    models: ModelArgs,
+    /// Longest one-pass answer in tokens.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
-    /// CPU threads (default: physical cores − 1).
+    /// Save the RLM trajectory as JSON lines (metadata, then one line per iteration).
     #[arg(long)]
-    threads: Option<usize>,
-    /// Layers to offload to a GPU, on GPU builds.
-    #[arg(long, default_value_t = 0)]
-    gpu_layers: u32,
-    /// Print one JSON object with the answer and its statistics instead of streaming text.
+    trajectory: Option<PathBuf>,
+    /// Print one JSON object with the answer, its citations and statistics instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: AskArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let store = ModelStore::from_env();
-    let catalog = store.catalog()?;
-    let model_ref = args.model.clone().unwrap_or_else(|| catalog.default_for(Role::Root).id.clone());
-    let model_path = store.resolve(&model_ref)?;
-
     let folder = Folder::load(&args.folder)?;
     eprintln!(
         "Reading {}: {} files, {} characters{}",
@@ -87,132 +82,134 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         eprintln!("  skipped {}: {}", s.path, s.reason);
     }
 
-    let threads = args.threads.unwrap_or_else(default_threads);
-    if args.mode == Mode::Rlm {
-        let sub_ref = args.sub_model.clone().unwrap_or_else(|| catalog.default_for(Role::Sub).id.clone());
-        let sub_path = store.resolve(&sub_ref)?;
-        return crate::ask_rlm::run(crate::ask_rlm::RlmAsk {
-            folder: &folder,
-            question: &args.question,
-            root: (model_ref, model_path),
-            sub: (sub_ref, sub_path),
-            ctx: args.ctx,
-            threads,
-            gpu_layers: args.gpu_layers,
-            json: args.json,
-            trajectory: args.trajectory.clone(),
-        })
-        .await;
-    }
+    let models = LocalModels::start(&args.models).await?;
+    let config = AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
+    let analyst = models.analyst(config);
 
-    let tokenizer = Tokenizer::load(&model_path)?;
-    let prompt = DirectPrompt::build(&tokenizer, &folder, &args.question, args.ctx, args.max_tokens)?;
-    if prompt.is_truncated() {
-        eprintln!(
-            "warning: the folder does not fit in a {}-token window; the model sees {} of {} files{}{}. Use --ctx to widen the window.",
-            args.ctx,
-            prompt.whole.len() + prompt.cut.iter().count(),
-            folder.documents().len(),
-            prompt.cut.as_ref().map(|c| format!(", {c} cut short")).unwrap_or_default(),
-            if prompt.omitted.is_empty() {
-                String::new()
-            } else {
-                format!(", {} left out ({})", prompt.omitted.len(), preview(&prompt.omitted))
-            },
-        );
-    }
-
-    eprintln!("Starting the local engine with {model_ref} ({threads} thread{})", if threads == 1 { "" } else { "s" });
-    let mut options = ServerOptions::new(vec![model_path.display().to_string()]);
-    options.slots = 1;
-    options.ctx_per_slot = args.ctx as u32;
-    options.threads = Some(threads);
-    options.gpu_layers = args.gpu_layers;
-    let server = LocalServer::start(options).await?;
-    let model = server.model(&model_ref);
-
-    let request = ChatRequest { max_tokens: Some(args.max_tokens), ..ChatRequest::new(prompt.messages.clone()) };
-    let spinner = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-    spinner.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
-    spinner.set_message(format!("reading {} tokens into the model", prompt.prompt_tokens));
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    let mut sink = Stream { spinner: &spinner, cancel: cancel_on_ctrl_c(), print: !args.json, started_answer: false };
-    let completion =
-        model.chat_stream(&request, &mut sink).await.with_context(|| format!("{model_ref} could not answer"))?;
-    spinner.finish_and_clear();
-    if sink.started_answer {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.store(true, Ordering::SeqCst);
+        }
+    });
+    let mut live = Live { json: args.json, streaming: args.mode != Mode::Rlm, streamed: false };
+    let result = analyst.answer(&folder, &args.question, args.mode.into(), cancel, |e| live.show(e)).await;
+    models.server.shutdown().await;
+    let answer = result.context("could not answer")?;
+    if live.streamed {
         println!();
     }
-    server.shutdown().await;
-    let seconds = started.elapsed().as_secs_f64();
+
+    if let (Some(path), Some(trajectory)) = (&args.trajectory, &answer.trajectory) {
+        let file = std::fs::File::create(path).with_context(|| format!("could not write {}", path.display()))?;
+        trajectory
+            .write_jsonl(std::io::BufWriter::new(file))
+            .with_context(|| format!("could not write {}", path.display()))?;
+        eprintln!("trajectory saved to {}", path.display());
+    }
     if args.json {
-        let out = serde_json::json!({
-            "answer": completion.text.trim(),
-            "mode": "direct",
-            "model": model_ref,
-            "files": { "whole": prompt.whole, "cut": prompt.cut, "omitted": prompt.omitted },
-            "finish_reason": completion.finish_reason,
-            "usage": completion.usage,
-            "timings": completion.timings,
-            "seconds": seconds,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    let u = &completion.usage;
-    let t = &completion.timings;
-    let rate = u.completion_tokens as f64 / (t.generation_ms / 1e3).max(1e-9);
-    eprintln!(
-        "({} answer tokens at {rate:.1} tokens/s; prompt {} tokens in {:.1} s; {seconds:.1} s in all)",
-        u.completion_tokens,
-        u.prompt_tokens,
-        t.prompt_ms / 1e3
-    );
-    match completion.finish_reason {
-        FinishReason::Cancelled => {
-            eprintln!("cancelled");
-            Ok(ExitCode::from(130))
-        }
-        FinishReason::Length => {
-            eprintln!("warning: the answer reached --max-tokens {} and was cut off", args.max_tokens);
-            Ok(ExitCode::SUCCESS)
-        }
-        FinishReason::Stop => Ok(ExitCode::SUCCESS),
-    }
-}
-
-fn preview(paths: &[String]) -> String {
-    let shown: Vec<_> = paths.iter().take(3).map(String::as_str).collect();
-    let more = paths.len().saturating_sub(3);
-    if more > 0 {
-        format!("{}, and {more} more", shown.join(", "))
+        println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        shown.join(", ")
+        if !live.streamed {
+            if let Some(text) = &answer.answer {
+                println!("{}", text.trim());
+            }
+        }
+        print_sources(&answer);
+    }
+    eprintln!("({})", summary(&answer));
+    Ok(match answer.stop_reason {
+        StopReason::Cancelled => ExitCode::from(130),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn print_sources(answer: &Answer) {
+    if answer.citations.is_empty() {
+        return;
+    }
+    println!("\nSources:");
+    for c in &answer.citations {
+        let lines = if c.line_start == c.line_end {
+            format!("{}", c.line_start)
+        } else {
+            format!("{}-{}", c.line_start, c.line_end)
+        };
+        let mark = if c.verified { "✓" } else { "✗" };
+        match &c.problem {
+            Some(p) => println!("  {mark} {}:{lines} ({p})", c.path),
+            None => println!("  {mark} {}:{lines}", c.path),
+        }
     }
 }
 
-/// Answer text to stdout as it arrives; Ctrl-C to a stop.
-struct Stream<'a> {
-    spinner: &'a ProgressBar,
-    cancel: quarry_llm::CancelToken,
-    print: bool,
-    started_answer: bool,
+pub fn summary(a: &Answer) -> String {
+    let verified = a.citations.iter().filter(|c| c.verified).count();
+    format!(
+        "{}: {} iteration{}, {} sub-call{}, {} tokens ({} cached), {}/{} citations verified, {:.1} s; ended by {}",
+        a.mode.name(),
+        a.iterations,
+        if a.iterations == 1 { "" } else { "s" },
+        a.sub_calls,
+        if a.sub_calls == 1 { "" } else { "s" },
+        a.usage.total(),
+        a.usage.cached_tokens,
+        verified,
+        a.citations.len(),
+        a.seconds,
+        serde_json::to_value(a.stop_reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    )
 }
 
-impl DeltaSink for Stream<'_> {
-    fn delta(&mut self, text: &str) -> bool {
-        if !self.started_answer {
-            self.spinner.finish_and_clear();
-            self.started_answer = true;
-        }
-        if self.print {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-        }
-        !self.cancel.is_cancelled()
-    }
+/// Renders events as they come: one-pass answers stream to stdout; the loop's steps go to stderr.
+struct Live {
+    json: bool,
+    streaming: bool,
+    streamed: bool,
+}
 
-    fn cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+impl Live {
+    fn show(&mut self, event: &Event) {
+        if let Event::ModelDelta { text } = event {
+            if self.streaming && !self.json {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+                self.streamed = true;
+            }
+            return;
+        }
+        if !self.json || matches!(event, Event::Notice { .. }) {
+            render(event);
+        }
+    }
+}
+
+/// One readable line (or a few) per loop event; model deltas are not echoed, the code is.
+pub fn render(event: &Event) {
+    match event {
+        Event::IterationStarted { index, .. } => eprintln!("── iteration {index}"),
+        Event::CodeBlock { code, .. } => {
+            for line in code.lines() {
+                eprintln!("  │ {line}");
+            }
+        }
+        Event::ReplResult { result, .. } => {
+            let out = result.stdout.trim();
+            let first = out.lines().next().unwrap_or("");
+            let more = out.lines().count().saturating_sub(1);
+            if let Some(err) = &result.error {
+                eprintln!("  ✗ {}", err.lines().last().unwrap_or(err));
+            } else if !first.is_empty() {
+                eprintln!("  → {first}{}", if more > 0 { format!(" (+{more} lines)") } else { String::new() });
+            } else if let Some(v) = &result.value {
+                eprintln!("  → {}", v.chars().take(160).collect::<String>());
+            }
+        }
+        Event::SubCallStarted { id, prompt_chars, .. } => eprintln!("  ↳ sub-call {id} ({prompt_chars} chars)"),
+        Event::Notice { message } => eprintln!("warning: {message}"),
+        Event::Error { message } => eprintln!("  ! {message}"),
+        _ => {}
     }
 }

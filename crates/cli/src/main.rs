@@ -3,8 +3,9 @@
 //! dispatches; each command family lives in its own module.
 
 mod ask;
-mod ask_rlm;
 mod bench;
+mod eval;
+mod local;
 mod models;
 mod progress;
 mod repl;
@@ -27,6 +28,8 @@ enum Command {
     Models(models::ModelsCommand),
     /// Answer a question about a folder with a local model.
     Ask(ask::AskArgs),
+    /// Answer an evaluation task file (evalkit format) and write predictions.
+    Eval(eval::EvalArgs),
     /// An interactive sandboxed Python, as the RLM's root model gets it.
     Repl(repl::ReplArgs),
     /// Serve local models through an OpenAI-compatible HTTP API.
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Models(cmd) => models::run(cmd).await,
             Command::Ask(args) => ask::run(args).await,
+            Command::Eval(args) => eval::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Repl(args) => repl::run(args),
             Command::Bench(cmd) => bench::run(cmd).await,

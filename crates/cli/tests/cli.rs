@@ -110,7 +110,9 @@ fn ask_finds_a_needle_with_the_real_model() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["answer"].as_str().unwrap().contains("7391"), "{v}");
-    assert_eq!(v["files"]["whole"].as_array().unwrap().len(), 2);
+    assert_eq!(v["stop_reason"], "final", "{v}");
+    assert_eq!(v["iterations"], 1, "{v}");
+    assert!(v["citations"].is_array(), "{v}");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 20);
     assert!(text(&out.stderr).contains("Reading "), "progress goes to stderr");
 }
@@ -146,7 +148,8 @@ fn ask_warns_visibly_when_the_folder_does_not_fit() {
     let err = text(&out.stderr);
     assert!(err.contains("warning: the folder does not fit in a 1024-token window"), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(!v["files"]["omitted"].as_array().unwrap().is_empty());
+    let notice = v["notices"][0].as_str().unwrap();
+    assert!(notice.contains("the model sees 2 of 6 files") || notice.contains("of 6 files"), "{notice}");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() <= 1024 - 8);
 }
 
@@ -210,4 +213,63 @@ fn ask_in_rlm_mode_finds_a_needle_through_the_repl_and_saves_the_trajectory() {
     let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert_eq!(first["type"], "metadata");
     assert!(lines.lines().count() >= 2, "one line per iteration after the metadata");
+}
+
+#[test]
+fn eval_writes_scoreable_predictions_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (id, code) in [("t1", "7391"), ("t2", "5520")] {
+        let folder = dir.path().join(id);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("memo.txt"), format!("Facilities memo.\nThe storage room code is {code}.\n"))
+            .unwrap();
+        std::fs::write(folder.join("menu.txt"), "Monday: soup\nTuesday: pasta\n").unwrap();
+    }
+    let tasks = dir.path().join("tasks.jsonl");
+    let line = |id: &str| {
+        serde_json::json!({"id": id, "kind": "needle", "context_dir": id, "question": "What is the storage room code?", "meta": {"size": "tiny"}})
+            .to_string()
+    };
+    std::fs::write(&tasks, format!("{}\n{}\n", line("t1"), line("t2"))).unwrap();
+    let pred = dir.path().join("pred.jsonl");
+    let model = small_model_path();
+    let args = |limit: &str| {
+        vec![
+            "eval".to_string(),
+            tasks.to_str().unwrap().into(),
+            "--mode".into(),
+            "rag".into(),
+            "--out".into(),
+            pred.to_str().unwrap().into(),
+            "--model".into(),
+            model.to_str().unwrap().into(),
+            "--limit".into(),
+            limit.into(),
+        ]
+    };
+    let run = |limit: &str| {
+        let a = args(limit);
+        quarry(&a.iter().map(String::as_str).collect::<Vec<_>>(), None)
+    };
+    // One task, then the rest: the first is not run again.
+    let out = run("1");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run("5");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 already in"), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&pred).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|v| v["id"].as_str().unwrap()).collect::<Vec<_>>(), ["t1", "t2"]);
+    assert!(lines[0]["answer"].as_str().unwrap().contains("7391"), "{:?}", lines[0]);
+    assert!(lines[1]["answer"].as_str().unwrap().contains("5520"), "{:?}", lines[1]);
+    for v in &lines {
+        assert!(v["seconds"].as_f64().unwrap() > 0.0 && v["tokens"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["mode"], "rag");
+    }
+
+    // A bad line names the file and the line.
+    std::fs::write(&tasks, format!("{}\nnot json\n", line("t1"))).unwrap();
+    let out = run("5");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("tasks.jsonl:2: not a task"), "{}", text(&out.stderr));
 }

@@ -2,7 +2,8 @@
 //!
 //! Today this walks a folder (respecting `.gitignore`, skipping hidden and binary files) and
 //! reads each text file, decoding UTF-8 or, failing that, UTF-16 with a byte-order mark or
-//! Windows-1252. The tantivy index, the SQLite catalog, PDF/DOCX extraction and watching land
+//! Windows-1252, and ranks line-addressed passages with an in-memory BM25 ([`bm25`]) for the
+//! `rag` baseline and the REPL's `search`. The tantivy index, the SQLite catalog, PDF/DOCX extraction and watching land
 //! here behind the same [`Document`] shape.
 //!
 //! ```no_run
@@ -14,6 +15,10 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+
+pub mod bm25;
+
+pub use bm25::{passages, Bm25, Passage};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -106,6 +111,16 @@ impl Folder {
             return Err(Error::Empty { path: root.into() });
         }
         Ok(Folder { root: root.into(), documents, skipped })
+    }
+
+    /// A folder made of given documents (pasted text, a child run's piece of context, tests).
+    pub fn from_documents(root: impl Into<PathBuf>, documents: Vec<Document>) -> Folder {
+        Folder { root: root.into(), documents, skipped: Vec::new() }
+    }
+
+    /// The document at `path` (relative, `/`-separated), if any.
+    pub fn document(&self, path: &str) -> Option<&Document> {
+        self.documents.iter().find(|d| d.path == path)
     }
 
     pub fn root(&self) -> &Path {

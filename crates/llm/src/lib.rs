@@ -42,4 +42,4 @@ pub use error::{human_bytes, Error, Result};
 pub use fetch::{CancelToken, Fetcher, NoProgress, Progress};
 pub use openai::OpenAiClient;
 pub use store::{ModelStore, Status};
-pub use supervise::{LocalServer, ServerOptions};
+pub use supervise::{LocalServer, ServerOptions, SupervisedModel};

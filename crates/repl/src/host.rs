@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::{CallOutcome, HostCall};
+use crate::protocol::{CallOutcome, HostCall, Source};
 
 /// The error Python sees, raised as `HostError("<function>: <message>")`.
 pub type HostResult<T> = std::result::Result<T, String>;
@@ -32,6 +32,19 @@ pub trait HostFunctions: Send + Sync + 'static {
     fn rlm_query(&self, prompt: &str, context: Option<&Value>) -> HostResult<String> {
         let _ = (prompt, context);
         Err(unavailable("rlm_query"))
+    }
+
+    /// Which document lines the prompts of an `llm_query` or `llm_query_batched` call contain:
+    /// the chunks (cut by `chunks()` in the current context) whose text the worker found in
+    /// them. `call` is `"llm_query"` or `"llm_query_batched"` (for a batch, the sources of all
+    /// its prompts, each once, in prompt order).
+    ///
+    /// Called only when there are sources, on the call's own thread, just before the
+    /// [`llm_query`](Self::llm_query) or [`llm_query_batched`](Self::llm_query_batched) it
+    /// describes. The worker reports them, so they are claims (see [`Source`]). Does nothing by
+    /// default.
+    fn note_sources(&self, call: &str, sources: &[Source]) {
+        let _ = (call, sources);
     }
 
     fn grep(&self, pattern: &str, glob: Option<&str>, ignore_case: bool, max_results: usize) -> HostResult<Value> {
@@ -62,8 +75,12 @@ fn unavailable(function: &str) -> String {
 /// Dispatches one decoded call to the trait.
 pub(crate) fn serve(host: &dyn HostFunctions, call: &HostCall) -> CallOutcome {
     let outcome: HostResult<Value> = match call {
-        HostCall::LlmQuery { prompt, model } => host.llm_query(prompt, model.as_deref()).map(Value::from),
-        HostCall::LlmQueryBatched { prompts, model } => {
+        HostCall::LlmQuery { prompt, model, sources } => {
+            note_sources(host, "llm_query", sources.iter());
+            host.llm_query(prompt, model.as_deref()).map(Value::from)
+        }
+        HostCall::LlmQueryBatched { prompts, model, sources } => {
+            note_sources(host, "llm_query_batched", sources.iter().flatten());
             host.llm_query_batched(prompts, model.as_deref()).map(Value::from)
         }
         HostCall::RlmQuery { prompt, context } => host.rlm_query(prompt, context.as_ref()).map(Value::from),
@@ -77,6 +94,16 @@ pub(crate) fn serve(host: &dyn HostFunctions, call: &HostCall) -> CallOutcome {
     match outcome {
         Ok(v) => CallOutcome::Value(v),
         Err(e) => CallOutcome::Error(e),
+    }
+}
+
+/// Passes the well-formed sources (lines counted from 1, not reversed), each once, to the host.
+fn note_sources<'a>(host: &dyn HostFunctions, call: &str, sources: impl Iterator<Item = &'a Source>) {
+    let mut seen = std::collections::HashSet::new();
+    let sources: Vec<Source> =
+        sources.filter(|s| s.line_start >= 1 && s.line_end >= s.line_start && seen.insert(*s)).cloned().collect();
+    if !sources.is_empty() {
+        host.note_sources(call, &sources);
     }
 }
 
@@ -226,9 +253,40 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_millis(300), "{:?}", started.elapsed());
     }
 
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl HostFunctions for Recorder {
+        fn llm_query(&self, prompt: &str, _: Option<&str>) -> HostResult<String> {
+            self.0.lock().unwrap().push(format!("llm_query {prompt}"));
+            Ok(String::new())
+        }
+
+        fn note_sources(&self, call: &str, sources: &[Source]) {
+            let shown: Vec<_> = sources.iter().map(|s| format!("{}:{}-{}", s.path, s.line_start, s.line_end)).collect();
+            self.0.lock().unwrap().push(format!("{call} {}", shown.join(" ")));
+        }
+    }
+
+    #[test]
+    fn sources_are_noted_before_the_call_they_describe() {
+        let src = |path: &str, a, b| Source { path: path.into(), line_start: a, line_end: b };
+        let host = Recorder::default();
+        serve(&host, &HostCall::LlmQuery { prompt: "p".into(), model: None, sources: vec![src("a.md", 1, 4)] });
+        serve(&host, &HostCall::LlmQuery { prompt: "q".into(), model: None, sources: vec![] });
+        // A batch: the union in prompt order, duplicates and malformed ranges dropped.
+        let sources = vec![vec![src("b.md", 5, 9)], vec![], vec![src("a.md", 1, 4), src("b.md", 5, 9), src("c", 0, 3)]];
+        serve(&host, &HostCall::LlmQueryBatched { prompts: vec!["x".into(); 3], model: None, sources });
+        let calls = host.0.into_inner().unwrap();
+        let batched: Vec<_> = calls[3..].iter().map(String::as_str).collect();
+        assert_eq!(calls[..3], ["llm_query a.md:1-4", "llm_query p", "llm_query q"]);
+        assert_eq!(batched[0], "llm_query_batched b.md:5-9 a.md:1-4");
+        assert_eq!(batched.len(), 4, "one note, then the three prompts: {batched:?}");
+    }
+
     #[test]
     fn no_host_says_what_is_missing() {
-        let out = serve(&NoHost, &HostCall::LlmQuery { prompt: "x".into(), model: None });
+        let out = serve(&NoHost, &HostCall::LlmQuery { prompt: "x".into(), model: None, sources: vec![] });
         assert!(matches!(out, CallOutcome::Error(e) if e.contains("llm_query is not available")));
     }
 }

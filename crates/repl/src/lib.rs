@@ -16,6 +16,11 @@
 //!   `read` and `files` do when Python calls them; each call is a request to the host.
 //! - [`Context`]: the documents, handed over as a file the worker maps (100 MB in well under a
 //!   second), bound to `context` in Python.
+//! - `chunks(x, max_chars=8000, overlap=0)`, answered in the worker: cuts a `str`, a document or
+//!   `context` at line ends into `Chunk`s, strings that also carry `.path`, `.line_start`,
+//!   `.line_end` and `.source` (`"path:start-end"`). When a prompt given to `llm_query` or
+//!   `llm_query_batched` contains chunks, the host hears which lines first, as [`Source`]s
+//!   ([`HostFunctions::note_sources`]).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -47,4 +52,4 @@ pub use client::{Environment, Repl, SandboxConfig, WorkerCommand, WorkerInfo};
 pub use context::{Context, ContextDocument};
 pub use error::{Error, Result};
 pub use host::{DocumentsHost, EchoHost, HostFunctions, HostResult, NoHost};
-pub use protocol::{ContextInfo, Limits, ReplResult, Variable};
+pub use protocol::{ContextInfo, Limits, ReplResult, Source, Variable};

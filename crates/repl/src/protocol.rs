@@ -105,11 +105,18 @@ pub enum HostCall {
         prompt: String,
         #[serde(default)]
         model: Option<String>,
+        /// The chunks (from `chunks()`) whose text the prompt contains; absent when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<Source>,
     },
     LlmQueryBatched {
         prompts: Vec<String>,
         #[serde(default)]
         model: Option<String>,
+        /// Per prompt, in prompt order, the chunks its text contains; absent when no prompt
+        /// contains any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<Vec<Source>>,
     },
     RlmQuery {
         prompt: String,
@@ -143,6 +150,19 @@ pub enum HostCall {
         #[serde(default = "default_glob")]
         glob: String,
     },
+}
+
+/// Where a piece of a prompt came from: lines `line_start..=line_end` (1-based, inclusive) of
+/// the document `path`, as `chunks()` cut them in the worker.
+///
+/// Reported by the sandboxed worker, so a claim, not a proof: model code can build a prompt that
+/// names any lines. Good for showing which parts of the documents sub-calls read; check a citation
+/// against the document itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Source {
+    pub path: String,
+    pub line_start: usize,
+    pub line_end: usize,
 }
 
 fn default_max_results() -> usize {
@@ -282,6 +302,24 @@ mod tests {
         assert_eq!(call, HostCall::Search { query: "x".into(), k: 10 });
         let call: HostCall = serde_json::from_str(r#"{"function":"files"}"#).unwrap();
         assert_eq!(call, HostCall::Files { glob: "*".into() });
+    }
+
+    #[test]
+    fn sources_are_optional_on_the_wire() {
+        let call: HostCall = serde_json::from_str(r#"{"function":"llm_query","prompt":"p"}"#).unwrap();
+        assert_eq!(call, HostCall::LlmQuery { prompt: "p".into(), model: None, sources: vec![] });
+        assert_eq!(serde_json::to_string(&call).unwrap(), r#"{"function":"llm_query","prompt":"p","model":null}"#);
+        let line = r#"{"function":"llm_query_batched","prompts":["a","b"],"sources":[[],[{"path":"x.md","line_start":3,"line_end":9}]]}"#;
+        let call: HostCall = serde_json::from_str(line).unwrap();
+        let source = Source { path: "x.md".into(), line_start: 3, line_end: 9 };
+        assert_eq!(
+            call,
+            HostCall::LlmQueryBatched {
+                prompts: vec!["a".into(), "b".into()],
+                model: None,
+                sources: vec![vec![], vec![source]]
+            }
+        );
     }
 
     #[test]

@@ -5,12 +5,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{config, error_of, repl, repl_with, run};
 use quarry_repl::protocol::{HostMessage, WorkerConfig, WorkerMessage, PROTOCOL_VERSION};
-use quarry_repl::{Context, ContextDocument, EchoHost, Environment, NoHost, Repl};
+use quarry_repl::{Context, ContextDocument, EchoHost, Environment, HostFunctions, HostResult, NoHost, Repl, Source};
 
 #[test]
 fn the_namespace_persists_and_trailing_expressions_show() {
@@ -303,4 +303,194 @@ fn input_reads_nothing() {
     assert!(error_of(&r).contains("EOFError"), "{r:#?}");
     let r = run(&mut repl, "import sys; sys.__stdin__.read()");
     assert_eq!(r.value.as_deref(), Some("''"), "fd 0 is /dev/null, not the protocol pipe");
+}
+
+/// `(path, line_start, line_end, text)` of each chunk, as Python shows them.
+const DESCRIBE: &str = "[(c.path, c.line_start, c.line_end, str(c)) for c in cs]";
+
+#[test]
+fn chunks_cut_a_str_at_line_ends() {
+    let mut repl = repl();
+    run(&mut repl, "text = 'alpha\\nbeta\\ngamma\\ndelta\\n'");
+    let r = run(&mut repl, &format!("cs = chunks(text, max_chars=12)\n{DESCRIBE}"));
+    assert_eq!(
+        r.value.as_deref(),
+        Some("[(None, 1, 2, 'alpha\\nbeta\\n'), (None, 3, 4, 'gamma\\ndelta\\n')]"),
+        "{r:#?}"
+    );
+    // A Chunk is a str: concatenation, len() and str methods just work, and give plain strings.
+    let r = run(&mut repl, "c = cs[1]\nisinstance(c, str), len(c), type('x: ' + c).__name__, c.upper(), c.source");
+    assert_eq!(r.value.as_deref(), Some("(True, 12, 'str', 'GAMMA\\nDELTA\\n', '<str>:3-4')"));
+    let r = run(&mut repl, "cs");
+    assert_eq!(r.value.as_deref(), Some("[<chunk <str>:1-2, 11 chars>, <chunk <str>:3-4, 12 chars>]"));
+    let c = r.variables.iter().find(|v| v.name == "c").unwrap();
+    assert_eq!((c.type_name.as_str(), c.len), ("Chunk", Some(12)));
+    assert_eq!(run(&mut repl, "''.join(chunks(text, 5)) == text").value.as_deref(), Some("True"));
+    // Overlap: whole lines of the previous chunk's end start the next one.
+    let r = run(&mut repl, &format!("cs = chunks(text, max_chars=12, overlap=6)\n{DESCRIBE}"));
+    assert_eq!(
+        r.value.as_deref(),
+        Some("[(None, 1, 2, 'alpha\\nbeta\\n'), (None, 2, 3, 'beta\\ngamma\\n'), (None, 3, 4, 'gamma\\ndelta\\n')]")
+    );
+    // A line longer than max_chars is cut hard; its pieces all belong to that line.
+    let r = run(&mut repl, &format!("cs = chunks('x' * 25 + '\\nshort\\n', 10)\n{DESCRIBE}"));
+    assert_eq!(
+        r.value.as_deref(),
+        Some(
+            "[(None, 1, 1, 'xxxxxxxxxx'), (None, 1, 1, 'xxxxxxxxxx'), (None, 1, 1, 'xxxxx\\n'), \
+             (None, 2, 2, 'short\\n')]"
+        )
+    );
+    assert_eq!(run(&mut repl, "chunks(''), chunks([])").value.as_deref(), Some("([], [])"));
+    // A list of strings: each is cut on its own, lines counted from 1 in each.
+    let r = run(&mut repl, "[(c.line_start, str(c)) for c in chunks(['a\\nb', 'c'], 2)]");
+    assert_eq!(r.value.as_deref(), Some("[(1, 'a\\n'), (2, 'b'), (1, 'c')]"));
+}
+
+#[test]
+fn chunks_rejects_bad_arguments_and_survives_assignment() {
+    let mut repl = repl();
+    for (call, message) in [
+        ("chunks('x', 0)", "ValueError: chunks(): max_chars must be >= 1, got 0"),
+        ("chunks('x', -5)", "ValueError: chunks(): max_chars must be >= 1, got -5"),
+        ("chunks('x', 1.5)", "ValueError: chunks(): max_chars must be an int, not float"),
+        ("chunks('x', True)", "ValueError: chunks(): max_chars must be an int, not bool"),
+        ("chunks('x', 10, overlap=-1)", "ValueError: chunks(): overlap must be >= 0, got -1"),
+        ("chunks('x', 10, overlap=10)", "ValueError: chunks(): overlap must be smaller than max_chars (10 >= 10)"),
+        ("chunks(42)", "TypeError: chunks() takes a str, a Document, or a list of them (context), not int"),
+        ("chunks(['a', 3])", "TypeError: chunks(): item 1 is a int; items must be str or Document"),
+    ] {
+        let r = run(&mut repl, call);
+        assert!(error_of(&r).ends_with(message), "{call}: {r:#?}");
+    }
+    let r = run(&mut repl, "chunks = 1\nchunks");
+    assert_eq!(r.value.as_deref(), Some("1"), "the assignment holds within its execution");
+    let r = run(&mut repl, "len(chunks('a\\nb', 2))");
+    assert_eq!(r.value.as_deref(), Some("2"), "and chunks is back in the next: {r:#?}");
+    assert!(!r.variables.iter().any(|v| v.name == "chunks"), "reserved names are not listed");
+    run(&mut repl, "del chunks");
+    assert_eq!(run(&mut repl, "callable(chunks)").value.as_deref(), Some("True"));
+}
+
+fn documents() -> Context {
+    Context::Documents(vec![
+        ContextDocument { path: "a.txt".into(), text: "line one\nline two\nline three\nline four\n".into() },
+        ContextDocument { path: "b.md".into(), text: format!("# Title\n{}\nend", "x".repeat(50)) },
+        ContextDocument { path: "empty.txt".into(), text: String::new() },
+    ])
+}
+
+#[test]
+fn chunks_of_documents_keep_their_paths_and_lines() {
+    let mut repl = repl();
+    repl.load_context(&documents()).unwrap();
+    let r =
+        run(&mut repl, "[c.source for c in chunks(context[0], 1000)], str(chunks(context[0])[0]) == context[0].text");
+    assert_eq!(r.value.as_deref(), Some("(['a.txt:1-4'], True)"));
+    let r = run(&mut repl, "cs = chunks(context, max_chars=20)\n[(c.source, len(c)) for c in cs]");
+    assert_eq!(
+        r.value.as_deref(),
+        Some(
+            "[('a.txt:1-2', 18), ('a.txt:3-3', 11), ('a.txt:4-4', 10), ('b.md:1-1', 8), ('b.md:2-2', 20), \
+             ('b.md:2-2', 20), ('b.md:2-3', 14)]"
+        ),
+        "{r:#?}"
+    );
+    // Each chunk is exactly its lines (the pieces of a hard-cut line aside), and the chunks of a
+    // document put together are the document: none spans two.
+    let check = "def exact(c):\n    lines = by_path[c.path].split('\\n')[c.line_start - 1:c.line_end]\n    \
+                 body = c[:-1] if c.endswith('\\n') else c\n    return body == '\\n'.join(lines)\n\
+                 by_path = {d.path: d.text for d in context}\n\
+                 [c.source for c in cs if not exact(c)], \
+                 all(''.join(c for c in cs if c.path == d.path) == d.text for d in context)";
+    let r = run(&mut repl, check);
+    assert_eq!(r.value.as_deref(), Some("(['b.md:2-2', 'b.md:2-2', 'b.md:2-3'], True)"), "{r:#?}");
+    // A filtered list of documents, and overlap across a longer text.
+    run(&mut repl, "long = '\\n'.join('row %d of the table' % i for i in range(1, 201))");
+    let r = run(
+        &mut repl,
+        "cs = chunks([d for d in context if d.path.endswith('.txt')] + [long], max_chars=300, overlap=60)\n\
+         srcs = [(c.path, c.line_start, c.line_end) for c in cs]\n\
+         by_path = {'a.txt': context[0].text, None: long}\n\
+         ok = all(exact(c) and len(c) <= 300 for c in cs)\n\
+         pairs = [(a, b) for a, b in zip(cs, cs[1:]) if a.path == b.path]\n\
+         overlapping = all(b.line_start <= a.line_end < b.line_end for a, b in pairs)\n\
+         repeats = all(a.endswith(b[:len(a) - a.index(b[:10])]) for a, b in pairs)\n\
+         srcs[0], srcs[1][0], srcs[-1][2], ok, overlapping, repeats, len(pairs)",
+    );
+    assert_eq!(r.value.as_deref(), Some("(('a.txt', 1, 4), None, 200, True, True, True, 17)"), "{r:#?}");
+}
+
+/// An [`EchoHost`] that records what `note_sources` hears.
+#[derive(Default)]
+struct SourcesHost {
+    echo: EchoHost,
+    notes: Mutex<Vec<(String, Vec<Source>)>>,
+}
+
+impl HostFunctions for SourcesHost {
+    fn llm_query(&self, prompt: &str, model: Option<&str>) -> HostResult<String> {
+        self.echo.llm_query(prompt, model)
+    }
+
+    fn note_sources(&self, call: &str, sources: &[Source]) {
+        self.notes.lock().unwrap().push((call.to_string(), sources.to_vec()));
+    }
+}
+
+#[test]
+fn prompts_built_from_chunks_name_their_sources() {
+    let host = Arc::new(SourcesHost::default());
+    let mut repl = Repl::new(config(), host.clone()).unwrap();
+    let contract: String =
+        (1..=60).map(|i| format!("Clause {i}: the supplier shall deliver item {i} within {i} days.\n")).collect();
+    let other: String = (1..=10).map(|i| format!("Note {i}: nothing to see in this paragraph.\n")).collect();
+    repl.load_context(&Context::Documents(vec![
+        ContextDocument { path: "contract.txt".into(), text: contract },
+        ContextDocument { path: "notes/other.md".into(), text: other },
+    ]))
+    .unwrap();
+    let src = |path: &str, a: usize, b: usize| Source { path: path.into(), line_start: a, line_end: b };
+    let take = |host: &SourcesHost| std::mem::take(&mut *host.notes.lock().unwrap());
+
+    let r = run(&mut repl, "cs = chunks(context, max_chars=600, overlap=150)\n[c.source for c in cs[:3]]");
+    assert_eq!(r.value.as_deref(), Some("['contract.txt:1-10', 'contract.txt:9-17', 'contract.txt:16-24']"), "{r:#?}");
+    let r = run(&mut repl, "answer = llm_query('Summarise:\\n' + cs[1])\nanswer[:17]");
+    assert_eq!(r.value.as_deref(), Some("'echo: Summarise:\\n'"), "{r:#?}");
+    // Only the chunk itself: its neighbours overlap it but are not in the prompt.
+    assert_eq!(take(&host), vec![("llm_query".to_string(), vec![src("contract.txt", 9, 17)])]);
+
+    // Pasted mid-line, a chunk passed as the prompt itself, several chunks in one prompt, and
+    // prompts with no chunk at all.
+    run(&mut repl, "llm_query(f'Does this mention item 30? {cs[3]} Answer yes or no.')");
+    run(&mut repl, "llm_query(cs[-1])");
+    run(&mut repl, "llm_query('\\n---\\n'.join(cs[4:6]))");
+    run(&mut repl, "llm_query('no chunk here'); llm_query(chunks('a plain string, not a document\\n' * 5)[0])");
+    let other = vec![src("notes/other.md", 1, 10)];
+    assert_eq!(
+        take(&host),
+        vec![
+            ("llm_query".to_string(), vec![src("contract.txt", 23, 31)]),
+            ("llm_query".to_string(), other.clone()),
+            ("llm_query".to_string(), vec![src("contract.txt", 30, 38), src("contract.txt", 37, 45)]),
+        ]
+    );
+
+    let r =
+        run(&mut repl, "out = llm_query_batched([cs[0], 'Q: ' + cs[2] + ' end', 'none', 'x\\n' + cs[-1]])\nlen(out)");
+    assert_eq!(r.value.as_deref(), Some("4"), "{r:#?}");
+    assert_eq!(
+        take(&host),
+        vec![(
+            "llm_query_batched".to_string(),
+            vec![src("contract.txt", 1, 10), src("contract.txt", 16, 24), src("notes/other.md", 1, 10)]
+        )]
+    );
+    run(&mut repl, "llm_query_batched(['a', 'b'])");
+    assert!(take(&host).is_empty());
+
+    // A new context forgets the old chunks (a chunk passed itself still names its lines).
+    repl.load_context(&Context::Text("new".into())).unwrap();
+    run(&mut repl, "llm_query('Summarise:\\n' + cs[1])");
+    assert!(take(&host).is_empty());
 }

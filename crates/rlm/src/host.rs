@@ -7,16 +7,30 @@
 //! execution on a blocking thread so no runtime worker waits on Python either.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use quarry_index::{passages, Bm25, Document, Folder};
+
 use quarry_llm::{ChatRequest, LanguageModel, Usage};
-use quarry_repl::{DocumentsHost, HostFunctions, HostResult};
+use quarry_repl::{DocumentsHost, HostFunctions, HostResult, Source};
 use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::rlm::{Rlm, RlmConfig};
 use crate::trajectory::{preview, Event};
+
+/// What `rlm_query` needs to start a child run.
+pub struct Recursion {
+    pub root: Arc<dyn LanguageModel>,
+    /// The parent's configuration; the child gets the parent's remaining budget.
+    pub config: RlmConfig,
+    /// The depth of the run this host serves (0 at the top).
+    pub depth: usize,
+    /// When the parent run started, for its remaining wall-clock time.
+    pub started: Instant,
+}
 
 /// Characters of a prompt or response shown in sub-call events.
 const PREVIEW_CHARS: usize = 200;
@@ -31,6 +45,20 @@ pub struct SubCallStats {
     /// Prompts actually sent to the sub model.
     pub served: AtomicUsize,
     pub usage: Mutex<Usage>,
+    /// What the run looked at, in order: grep and search hits, and chunks handed to sub-calls.
+    /// Citations naming only a file are narrowed with it.
+    pub sources: Mutex<Vec<Source>>,
+}
+
+/// Sources kept per run; a grep over a million lines should not grow this without bound.
+const MAX_SOURCES: usize = 20_000;
+
+impl SubCallStats {
+    fn note(&self, sources: impl IntoIterator<Item = Source>) {
+        let mut all = self.sources.lock().expect("sources lock");
+        let room = MAX_SOURCES.saturating_sub(all.len());
+        all.extend(sources.into_iter().take(room));
+    }
 }
 
 /// The host side of one run's REPL.
@@ -43,6 +71,8 @@ pub struct RunHost {
     stats: Arc<SubCallStats>,
     cancel: Arc<AtomicBool>,
     events: UnboundedSender<Event>,
+    recursion: Option<Recursion>,
+    bm25: OnceLock<Bm25>,
 }
 
 impl RunHost {
@@ -66,6 +96,74 @@ impl RunHost {
             stats,
             cancel,
             events,
+            recursion: None,
+            bm25: OnceLock::new(),
+        }
+    }
+
+    /// Lets `rlm_query` start child runs (without this it is a plain sub-call).
+    pub fn with_recursion(mut self, recursion: Recursion) -> RunHost {
+        self.recursion = Some(recursion);
+        self
+    }
+
+    /// A child RLM over `context` (or over the whole folder when `None`), with what is left of
+    /// this run's sub-call and time budget. Its sub-calls and tokens count as this run's.
+    fn child_run(&self, r: &Recursion, prompt: &str, context: Option<String>) -> HostResult<String> {
+        let id = self.reserve(1)?;
+        let mut config = r.config.clone();
+        let used = self.stats.calls.load(Ordering::SeqCst);
+        config.budget.max_sub_calls = self.max_sub_calls.saturating_sub(used);
+        if let Some(w) = config.budget.wall_clock {
+            config.budget.wall_clock = Some(w.saturating_sub(r.started.elapsed()));
+        }
+        let label = format!("rlm_query (depth {}): {prompt}", r.depth + 1);
+        let _ = self.events.send(Event::SubCallStarted {
+            id,
+            prompt_preview: preview(&label, PREVIEW_CHARS),
+            prompt_chars: prompt.chars().count() + context.as_ref().map_or(0, |c| c.chars().count()),
+        });
+        self.stats.served.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let child = Rlm::child(r.root.clone(), self.sub.clone(), config, r.depth);
+        let cancel = self.cancel.clone();
+        let result = self.handle.block_on(async {
+            match context {
+                Some(text) => child.run_text(text, prompt, cancel, |_| {}).await,
+                None => {
+                    let docs = self
+                        .documents
+                        .documents
+                        .iter()
+                        .map(|(path, text)| Document { path: path.clone(), text: text.clone() });
+                    child.run(&Folder::from_documents("", docs.collect()), prompt, cancel, |_| {}).await
+                }
+            }
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        let (ok, text, usage) = match result {
+            Ok(run) => {
+                self.stats.calls.fetch_add(run.sub_calls, Ordering::SeqCst);
+                self.stats.served.fetch_add(run.sub_calls, Ordering::SeqCst);
+                let text = run.answer.unwrap_or_else(|| {
+                    format!("(the recursive run ended without an answer: {})", run.stop_reason.describe())
+                });
+                (true, text, run.usage)
+            }
+            Err(e) => (false, format!("the recursive run failed: {e}"), Usage::default()),
+        };
+        *self.stats.usage.lock().expect("usage lock") += usage;
+        let _ = self.events.send(Event::SubCallFinished {
+            id,
+            ok,
+            response_preview: preview(&text, PREVIEW_CHARS),
+            usage,
+            seconds,
+        });
+        if ok {
+            Ok(text)
+        } else {
+            Err(text)
         }
     }
 
@@ -122,6 +220,17 @@ impl RunHost {
     }
 }
 
+impl RunHost {
+    fn note_hits(&self, hits: &[Value]) {
+        self.stats.note(hits.iter().filter_map(|h| {
+            let path = h.get("path")?.as_str()?.to_string();
+            let line = h.get("line")?.as_u64()? as usize;
+            let end = h.get("line_end").and_then(Value::as_u64).map_or(line, |e| e as usize);
+            Some(Source { path, line_start: line, line_end: end })
+        }));
+    }
+}
+
 impl HostFunctions for RunHost {
     fn llm_query(&self, prompt: &str, model: Option<&str>) -> HostResult<String> {
         let id = self.reserve(1)?;
@@ -139,9 +248,17 @@ impl HostFunctions for RunHost {
         Ok(answers.into_iter().map(|a| a.unwrap_or_else(|e| format!("ERROR: {e}"))).collect())
     }
 
-    /// Depth 1, as in the paper's experiments: a "recursive" call is a plain sub-model call with
-    /// the given context prepended, not a nested RLM loop.
+    /// A child RLM run with its own REPL while the depth allows (see `RlmConfig::max_depth`);
+    /// at the deepest level a plain sub-model call with the context prepended, as in the
+    /// paper's depth-1 experiments.
     fn rlm_query(&self, prompt: &str, context: Option<&Value>) -> HostResult<String> {
+        if let Some(r) = self.recursion.as_ref().filter(|r| r.depth + 1 < r.config.max_depth) {
+            let text = context.map(|c| match c {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            return self.child_run(r, prompt, text);
+        }
         let prompt = match context {
             Some(Value::String(c)) => format!("{c}\n\n{prompt}"),
             Some(c) => format!("{c}\n\n{prompt}"),
@@ -171,11 +288,37 @@ impl HostFunctions for RunHost {
                 }
             }
         }
+        self.note_hits(&hits);
         Ok(Value::Array(hits))
     }
 
+    /// BM25 over line-addressed passages of about 2,000 characters, best first.
     fn search(&self, query: &str, k: usize) -> HostResult<Value> {
-        self.documents.search(query, k)
+        let index = self.bm25.get_or_init(|| {
+            let docs: Vec<Document> = self
+                .documents
+                .documents
+                .iter()
+                .map(|(path, text)| Document { path: path.clone(), text: text.clone() })
+                .collect();
+            Bm25::new(passages(&docs, crate::rag::PASSAGE_CHARS))
+        });
+        let hits: Vec<Value> = index
+            .search(query, k)
+            .into_iter()
+            .map(|(score, p)| {
+                serde_json::json!({
+                    "path": p.path, "line": p.line_start, "line_end": p.line_end,
+                    "score": (score * 1000.0).round() / 1000.0, "text": p.text,
+                })
+            })
+            .collect();
+        self.note_hits(&hits);
+        Ok(Value::Array(hits))
+    }
+
+    fn note_sources(&self, _call: &str, sources: &[Source]) {
+        self.stats.note(sources.iter().cloned());
     }
 
     fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {

@@ -8,7 +8,11 @@
 //!   output, and repeats until it writes `FINAL(answer)` ([`parse`]) or a [`Budget`] limit stops
 //!   it; every step is an [`Event`] and the whole run a [`Trajectory`];
 //! - the **direct** baseline ([`direct`]): the whole folder in the window, one pass — what the
-//!   loop must beat.
+//!   loop must beat;
+//! - the **rag** baseline ([`rag`]): the BM25-best passages in the window, one pass.
+//!
+//! [`Analyst`] runs any of them and returns one [`Answer`] shape, with the answer's citations
+//! read and verified against the folder ([`cite`]).
 //!
 //! ```no_run
 //! use std::sync::{atomic::AtomicBool, Arc};
@@ -28,16 +32,21 @@
 //! # }
 //! ```
 
+pub mod analyst;
 pub mod budget;
+pub mod cite;
 pub mod context;
 pub mod direct;
 pub mod host;
 pub mod parse;
+pub mod rag;
 pub mod rlm;
 pub mod session;
 pub mod trajectory;
 
+pub use analyst::{Analyst, AnalystConfig, Answer, Mode};
 pub use budget::{Budget, StopReason};
+pub use cite::{cite, cite_with_sources, Check, Citation};
 pub use context::FolderSummary;
 pub use parse::{parse_reply, CodeBlock, FinalAnswer, Reply};
 pub use rlm::{Rlm, RlmConfig, RunResult};

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
-use crate::host::{RunHost, SubCallStats};
+use crate::host::{Recursion, RunHost, SubCallStats};
 use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
 use crate::session::ReplThread;
 use crate::trajectory::{AnswerSource, BlockRun, Event, Iteration, Metadata, Trajectory};
@@ -43,6 +43,12 @@ pub struct RlmConfig {
     /// model wrote "The REPL shows: ..." with made-up lines under its first grep. It costs
     /// models that write several blocks per turn nothing but an extra turn.
     pub stop_at_block_end: bool,
+    /// Give a block that does not compile one repair round: the root model sees only the code
+    /// and the syntax error and answers with the corrected block, which runs in its place.
+    pub repair_syntax: bool,
+    /// Levels of RLM runs: 1 makes `rlm_query` a plain sub-model call (the paper's setting);
+    /// 2 lets the root start child runs, whose own `rlm_query` calls are plain sub-calls.
+    pub max_depth: usize,
 }
 
 impl Default for RlmConfig {
@@ -56,6 +62,8 @@ impl Default for RlmConfig {
             feedback_chars: 2000,
             max_listed_files: 40,
             stop_at_block_end: true,
+            repair_syntax: true,
+            max_depth: 2,
         }
     }
 }
@@ -76,6 +84,8 @@ pub struct RunResult {
     pub sub_usage: Usage,
     pub seconds: f64,
     pub trajectory: Trajectory,
+    /// What the run looked at (grep and search hits, chunks handed to sub-calls), for citations.
+    pub sources: Vec<quarry_repl::Source>,
 }
 
 /// A root model, a sub model and a configuration: ask it questions about folders.
@@ -83,11 +93,32 @@ pub struct Rlm {
     root: Arc<dyn LanguageModel>,
     sub: Arc<dyn LanguageModel>,
     config: RlmConfig,
+    /// 0 for a top-level run; a run started by `rlm_query` is one deeper than its parent.
+    depth: usize,
+}
+
+/// What a run works over.
+struct Input {
+    /// What the root model is told about the context.
+    description: String,
+    documents: Vec<(String, String)>,
+    /// `context` is one `str` rather than a list of documents.
+    text: bool,
 }
 
 impl Rlm {
     pub fn new(root: Arc<dyn LanguageModel>, sub: Arc<dyn LanguageModel>, config: RlmConfig) -> Rlm {
-        Rlm { root, sub, config }
+        Rlm { root, sub, config, depth: 0 }
+    }
+
+    /// A run started by `rlm_query` from a run at `parent_depth`.
+    pub(crate) fn child(
+        root: Arc<dyn LanguageModel>,
+        sub: Arc<dyn LanguageModel>,
+        config: RlmConfig,
+        parent_depth: usize,
+    ) -> Rlm {
+        Rlm { root, sub, config, depth: parent_depth + 1 }
     }
 
     /// Answers `question` about `folder`. Events go to `on_event` as they happen; setting
@@ -101,6 +132,48 @@ impl Rlm {
         folder: &Folder,
         question: &str,
         cancel: Arc<AtomicBool>,
+        on_event: F,
+    ) -> Result<RunResult>
+    where
+        F: FnMut(&Event) + Send,
+    {
+        let input = Input {
+            description: FolderSummary::of(folder).describe(self.config.max_listed_files),
+            documents: folder.documents().iter().map(|d| (d.path.clone(), d.text.clone())).collect(),
+            text: false,
+        };
+        self.run_on(input, question, cancel, on_event).await
+    }
+
+    /// Answers `question` about one text, bound to `context` as a `str` (a pasted text, or the
+    /// piece of context a parent run hands to `rlm_query`).
+    pub async fn run_text<F>(
+        &self,
+        text: String,
+        question: &str,
+        cancel: Arc<AtomicBool>,
+        on_event: F,
+    ) -> Result<RunResult>
+    where
+        F: FnMut(&Event) + Send,
+    {
+        let chars = text.chars().count();
+        let input = Input {
+            description: format!(
+                "The context is one text (a Python str), {chars} characters (about {} tokens). grep and read see it as the document \"context\".\n",
+                chars / 4
+            ),
+            documents: vec![("context".into(), text)],
+            text: true,
+        };
+        self.run_on(input, question, cancel, on_event).await
+    }
+
+    async fn run_on<F>(
+        &self,
+        input: Input,
+        question: &str,
+        cancel: Arc<AtomicBool>,
         mut on_event: F,
     ) -> Result<RunResult>
     where
@@ -112,7 +185,7 @@ impl Rlm {
         }
         let started = Instant::now();
         let budget = self.config.budget.clone();
-        let description = FolderSummary::of(folder).describe(self.config.max_listed_files);
+        let Input { description, documents, text } = input;
         on_event(&Event::RunStarted {
             question: question.into(),
             root_model: self.root.name().into(),
@@ -120,22 +193,27 @@ impl Rlm {
             context: description.clone(),
         });
 
-        let documents: Vec<(String, String)> =
-            folder.documents().iter().map(|d| (d.path.clone(), d.text.clone())).collect();
         let (tx, rx) = unbounded_channel();
         let stats = Arc::new(SubCallStats::default());
-        let host = Arc::new(RunHost::new(
-            tokio::runtime::Handle::current(),
-            self.sub.clone(),
-            documents.clone(),
-            budget.max_sub_calls,
-            self.config.sub_max_tokens,
-            stats.clone(),
-            cancel.clone(),
-            tx,
-        ));
-        let context =
-            Context::Documents(documents.into_iter().map(|(path, text)| ContextDocument { path, text }).collect());
+        let recursion = Recursion { root: self.root.clone(), config: self.config.clone(), depth: self.depth, started };
+        let host = Arc::new(
+            RunHost::new(
+                tokio::runtime::Handle::current(),
+                self.sub.clone(),
+                documents.clone(),
+                budget.max_sub_calls,
+                self.config.sub_max_tokens,
+                stats.clone(),
+                cancel.clone(),
+                tx,
+            )
+            .with_recursion(recursion),
+        );
+        let context = if text {
+            Context::Text(documents.into_iter().next().map(|(_, t)| t).unwrap_or_default())
+        } else {
+            Context::Documents(documents.into_iter().map(|(path, text)| ContextDocument { path, text }).collect())
+        };
         let sandbox = self.config.sandbox.clone();
         let repl = ReplThread::start(sandbox, host, context).await?;
 
@@ -202,10 +280,19 @@ impl Rlm {
                     break;
                 }
                 on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: block.code.clone() });
-                let result = run.execute(block.code.clone(), &mut on_event).await?;
+                let mut block = block.clone();
+                let mut result = run.execute(block.code.clone(), &mut on_event).await?;
+                let mut repaired_from = None;
+                if self.config.repair_syntax && is_syntax_error(&result) {
+                    if let Some(fixed) = run.repair(self, &block.code, &result, &cancel, &mut on_event).await? {
+                        on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: fixed.clone() });
+                        repaired_from = Some(std::mem::replace(&mut block.code, fixed));
+                        result = run.execute(block.code.clone(), &mut on_event).await?;
+                    }
+                }
                 on_event(&Event::ReplResult { iteration: index, index: i + 1, result: result.clone() });
                 let done = result.final_answer.clone();
-                runs.push(BlockRun { block: block.clone(), result });
+                runs.push(BlockRun { block, result, repaired_from });
                 if let Some(text) = done {
                     answer = Some((text, AnswerSource::Code));
                     break;
@@ -290,6 +377,7 @@ impl Rlm {
         if let Some(repl) = run.repl.take() {
             repl.shutdown().await;
         }
+        let sources = std::mem::take(&mut *stats.sources.lock().expect("sources lock"));
         Ok(RunResult {
             answer: answer.map(|(t, _)| t),
             stop_reason: stop,
@@ -300,6 +388,7 @@ impl Rlm {
             sub_usage,
             seconds,
             trajectory,
+            sources,
         })
     }
 }
@@ -360,6 +449,33 @@ impl Run {
         // A JSON string literal is a valid Python string literal for any name a model writes.
         let literal = serde_json::to_string(name).expect("strings serialize");
         self.execute(format!("FINAL_VAR({literal})"), on_event).await
+    }
+
+    /// One repair round for a block that does not compile: a fresh request holding only the code
+    /// and the error (the conversation would invite the model to rewrite its plan too). Returns
+    /// the corrected code, or `None` if the reply had no block or the same code.
+    async fn repair<F: FnMut(&Event) + Send>(
+        &mut self,
+        rlm: &Rlm,
+        code: &str,
+        failed: &ReplResult,
+        cancel: &AtomicBool,
+        on_event: &mut F,
+    ) -> Result<Option<String>> {
+        let error = failed.error.as_deref().unwrap_or_default();
+        let mut request = ChatRequest::new(vec![
+            ChatMessage::system(
+                "You fix syntax errors in Python code. Reply with the corrected code in one ```repl block and nothing else. Change only what the error needs.",
+            ),
+            ChatMessage::user(format!("This code:\n```repl\n{code}\n```\nfails to compile with:\n{error}\n\nReply with the corrected code.")),
+        ]);
+        request.max_tokens = rlm.config.root_max_tokens;
+        request.sampling = rlm.config.sampling.clone();
+        let mut sink = Stream { on_event, cancel };
+        let c = rlm.root.chat_stream(&request, &mut sink).await?;
+        self.root_usage += c.usage;
+        let fixed = parse_reply(&close_stopped_block(&c, false)).blocks.into_iter().next().map(|b| b.code);
+        Ok(fixed.filter(|f| f.trim() != code.trim() && !f.trim().is_empty()))
     }
 
     /// The `answer = {"content": ..., "ready": True}` convention: read only when `ready` is true.
@@ -431,6 +547,13 @@ fn close_stopped_block(c: &Completion, stopping: bool) -> String {
     }
 }
 
+/// Nothing of a block that does not compile has run, so repairing it changes no state.
+fn is_syntax_error(r: &ReplResult) -> bool {
+    r.error
+        .as_deref()
+        .is_some_and(|e| ["SyntaxError:", "IndentationError:", "TabError:"].iter().any(|p| e.starts_with(p)))
+}
+
 fn has_answer_dict(last: Option<&ReplResult>) -> bool {
     last.is_some_and(|r| r.variables.iter().any(|v| v.name == "answer" && v.type_name == "dict"))
 }
@@ -450,6 +573,13 @@ fn feedback(
     }
     for (i, run) in runs.iter().enumerate() {
         let r = &run.result;
+        if run.repaired_from.is_some() {
+            s.push_str(&format!(
+                "Code block {} had a syntax error; it was repaired and run as:\n```repl\n{}\n```\n",
+                i + 1,
+                run.block.code.trim_end()
+            ));
+        }
         s.push_str(&format!("Output of code block {}:\n", i + 1));
         let mut empty = true;
         for (label, text) in [
@@ -549,6 +679,7 @@ mod tests {
     fn feedback_says_what_happened() {
         let blocks = vec![CodeBlock { lang: "repl".into(), code: "x".into() }];
         let runs = vec![BlockRun {
+            repaired_from: None,
             block: blocks[0].clone(),
             result: ReplResult {
                 error: Some("NameError: x".into()),

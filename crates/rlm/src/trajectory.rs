@@ -67,6 +67,11 @@ pub enum Event {
         sub_calls: usize,
         seconds: f64,
     },
+    /// Something the user should know about the run, e.g. that a baseline saw only part of the
+    /// folder.
+    Notice {
+        message: String,
+    },
     /// Something went wrong that the run survived (or the error that ended it).
     Error {
         message: String,
@@ -93,6 +98,10 @@ pub struct BlockRun {
     #[serde(flatten)]
     pub block: CodeBlock,
     pub result: ReplResult,
+    /// The code as the model first wrote it, when it did not compile and a repair round
+    /// replaced it with `block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired_from: Option<String>,
 }
 
 /// One root-model turn.
@@ -185,6 +194,7 @@ mod tests {
                     index,
                     response: "```repl\nx\n```".into(),
                     code_blocks: vec![BlockRun {
+                        repaired_from: None,
                         block: CodeBlock { lang: "repl".into(), code: "x".into() },
                         result: ReplResult { stdout: "1".into(), ..Default::default() },
                     }],

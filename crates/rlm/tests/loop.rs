@@ -475,3 +475,145 @@ async fn the_worker_survives_a_root_model_thinking_longer_than_the_blocking_pool
     assert!(!second.restarted, "{second:?}");
     assert_eq!(second.stdout, "42\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_that_does_not_compile_gets_one_repair_round() {
+    let o = run(&["```repl\nprint('fixed' \n```", "```repl\nprint('fixed')\n```", "FINAL(done)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("done"));
+    let t = &o.result.trajectory.iterations;
+    let block = &t[0].code_blocks[0];
+    assert_eq!(block.repaired_from.as_deref().map(str::trim_end), Some("print('fixed'"));
+    assert_eq!(block.block.code.trim_end(), "print('fixed')");
+    assert_eq!(block.result.stdout.trim(), "fixed");
+    // The repair request holds only the code and its error, not the conversation.
+    let repair = &o.root.requests()[1];
+    assert_eq!(repair.messages.len(), 2);
+    assert!(repair.messages[0].content.starts_with("You fix syntax errors"));
+    assert!(repair.messages[1].content.contains("SyntaxError"), "{}", repair.messages[1].content);
+    let fed_back = o.root.last_user(2);
+    assert!(fed_back.contains("it was repaired and run as") && fed_back.contains("fixed"), "{fed_back}");
+    assert_eq!(o.result.iterations, 2, "the repair is not a turn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_repair_feeds_the_original_error_back() {
+    let o = run(&["```repl\nprint('x' \n```", "I cannot fix it.", "FINAL(gave up)"]).await;
+    let block = &o.result.trajectory.iterations[0].code_blocks[0];
+    assert!(block.repaired_from.is_none());
+    assert!(block.result.error.as_deref().unwrap().starts_with("SyntaxError"));
+    assert!(o.root.last_user(2).contains("Error: SyntaxError"), "{}", o.root.last_user(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rlm_query_starts_a_child_run_and_the_depth_limit_makes_it_a_plain_call() {
+    let o = run(&[
+        // The parent hands a piece of text to a child run.
+        "```repl\nr = rlm_query('What number is in it?', 'the child text says 7')\nprint('child said:', r)\n```",
+        // The child's first turn: its context is that text, as a str; at depth 2 of 2 its own
+        // rlm_query is a plain sub-model call.
+        "```repl\nprint(type(context).__name__, context)\nprint(rlm_query('inner?', 'inner text'))\n```",
+        "FINAL(seven)",
+        // The parent again.
+        "FINAL(the child found seven)",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("the child found seven"));
+    let child_first = o.root.last_user(1);
+    assert!(child_first.contains("one text (a Python str)"), "{child_first}");
+    assert!(child_first.contains("Question: What number is in it?"), "{child_first}");
+    let child_fed_back = o.root.last_user(2);
+    assert!(child_fed_back.contains("str the child text says 7"), "{child_fed_back}");
+    assert!(child_fed_back.contains("sub: inner text\n\ninner?"), "{child_fed_back}");
+    assert!(o.root.last_user(3).contains("child said: seven"), "{}", o.root.last_user(3));
+    assert_eq!(o.sub.prompts.lock().unwrap().clone(), ["inner text\n\ninner?"]);
+    assert_eq!(o.result.sub_calls, 2, "the child run and its plain sub-call");
+    // Parent turns 2 × 15, child turns 2 × 15, one sub-call 15.
+    assert_eq!(o.result.usage.total(), 75);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_depth_one_rlm_query_is_a_plain_sub_call() {
+    let root = Scripted::new(&["```repl\nprint(rlm_query('q?', 'ctx'))\n```", "FINAL(ok)"]);
+    let sub = Sub::new();
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root.clone(), sub.clone(), RlmConfig { max_depth: 1, ..config(Budget::default()) });
+    let r = rlm.run(&folder, "Q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
+    assert_eq!(r.answer.as_deref(), Some("ok"));
+    assert_eq!(sub.prompts.lock().unwrap().clone(), ["ctx\n\nq?"]);
+    assert_eq!(root.requests().len(), 2, "no child run");
+}
+
+/// Four characters a token; a chat renders as its contents one after another.
+struct CharTokens;
+
+impl quarry_llm::local::Tokens for CharTokens {
+    fn count_tokens(&self, text: &str) -> usize {
+        text.len().div_ceil(4)
+    }
+
+    fn render_chat(&self, messages: &[quarry_llm::local::ChatMessage]) -> quarry_llm::Result<String> {
+        Ok(messages.iter().map(|m| format!("<{}>{}", m.role, m.content)).collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baselines_answer_in_one_pass_and_their_citations_are_verified() {
+    use quarry_rlm::{Analyst, AnalystConfig, Check, Mode};
+    let (_dir, folder) = folder();
+    for (mode, reply, shows) in [
+        (Mode::Rag, "The needle is 42 (a.txt:2).", "<passage path=\"a.txt\" lines=\"1-3\">"),
+        (Mode::Direct, "The needle is 41 (a.txt:2).", "<document path=\"a.txt\">"),
+    ] {
+        let root = Scripted::new(&[reply]);
+        let analyst = Analyst::new(root.clone(), Sub::new(), Arc::new(CharTokens), AnalystConfig::default());
+        let mut deltas = String::new();
+        let a = analyst
+            .answer(&folder, "What is the needle?", mode, Arc::new(AtomicBool::new(false)), |e| {
+                if let Event::ModelDelta { text } = e {
+                    deltas.push_str(text)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.answer.as_deref(), Some(reply));
+        assert_eq!(deltas, reply, "the answer streams");
+        assert_eq!((a.iterations, a.sub_calls, a.stop_reason), (1, 0, StopReason::Final));
+        let prompt = &root.requests()[0].messages[1].content;
+        assert!(prompt.contains(shows), "{prompt}");
+        assert_eq!(a.citations.len(), 1);
+        let c = &a.citations[0];
+        assert_eq!((c.path.as_str(), c.line_start, c.line_end, c.check), ("a.txt", 2, 2, Check::Numbers));
+        // The direct reply misquotes the number, so its citation fails.
+        assert_eq!(c.verified, mode == Mode::Rag, "{c:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_file_citation_is_narrowed_to_what_the_run_found_there() {
+    use quarry_rlm::{Analyst, AnalystConfig, Check, Mode};
+    let (_dir, folder) = folder();
+    let root = Scripted::new(&[
+        "```repl\nh = search('needle', k=1)[0]\nprint(h['path'], h['line'], h['line_end'])\nprint(grep('needle')[0]['line'])\n```",
+        "FINAL(The needle is 42 (a.txt).)",
+    ]);
+    let analyst = Analyst::new(
+        root.clone(),
+        Sub::new(),
+        Arc::new(CharTokens),
+        AnalystConfig { rlm: config(Budget::default()), ..AnalystConfig::default() },
+    );
+    let a = analyst
+        .answer(&folder, "What is the needle?", Mode::Rlm, Arc::new(AtomicBool::new(false)), |_| {})
+        .await
+        .unwrap();
+    assert!(
+        root.last_user(1).contains("a.txt 1 3\n2"),
+        "search gives the passage, grep the line: {}",
+        root.last_user(1)
+    );
+    assert_eq!(a.citations.len(), 1);
+    let c = &a.citations[0];
+    // The search passage (lines 1-3) came first and holds 42 too: narrowing takes the first
+    // range the run looked at where the claim checks out.
+    assert_eq!((c.path.as_str(), c.line_start, c.line_end, c.verified, c.check), ("a.txt", 1, 3, true, Check::Numbers));
+}

@@ -10,10 +10,13 @@
 
 import ast
 import builtins
+import collections
 import io
 import json
+import itertools
 import linecache
 import mmap
+import operator
 import sys
 import threading
 import time
@@ -117,12 +120,23 @@ def _call(function, **args):
 
 def llm_query(prompt, model=None):
     """Ask a sub-model one question; returns its answer as a string."""
-    return _call("llm_query", prompt=str(prompt), model=model)
+    text = str(prompt)
+    args = {"prompt": text, "model": model}
+    sources = _provenance([prompt], [text])[0]
+    if sources:
+        args["sources"] = sources
+    return _call("llm_query", **args)
 
 
 def llm_query_batched(prompts, model=None):
     """Ask a sub-model many independent questions (the host may serve them concurrently)."""
-    return _call("llm_query_batched", prompts=[str(p) for p in prompts], model=model)
+    prompts = list(prompts)
+    texts = [str(p) for p in prompts]
+    args = {"prompts": texts, "model": model}
+    sources = _provenance(prompts, texts)
+    if any(sources):
+        args["sources"] = sources
+    return _call("llm_query_batched", **args)
 
 
 def rlm_query(prompt, context=None):
@@ -231,6 +245,276 @@ class Documents:
         return "Documents(%d files, %d bytes: %s%s)" % (len(self._docs), total, head, more)
 
 
+class Chunk(str):
+    """A piece of a text cut by `chunks()`: a `str` (use it as one) that knows where it came from.
+
+    `.path` is the document's path (None for a plain string), `.line_start` and `.line_end` the
+    1-based, inclusive lines it covers, `.source` the same as "path:start-end". Operations on it
+    (`+`, slicing, `.strip()`) give plain strings.
+    """
+
+    def __new__(cls, text, path=None, line_start=1, line_end=None):
+        self = str.__new__(cls, text)
+        self.path = path
+        self.line_start = line_start
+        if line_end is None:
+            line_end = line_start + max(0, text.count("\n", 0, len(text) - 1))
+        self.line_end = line_end
+        return self
+
+    @property
+    def source(self):
+        return "%s:%s-%s" % ("<str>" if self.path is None else self.path, self.line_start, self.line_end)
+
+    def __repr__(self):
+        return "<chunk %s, %d chars>" % (self.source, len(self))
+
+
+def _positive_int(name, value, minimum):
+    if isinstance(value, bool):
+        raise ValueError("chunks(): %s must be an int, not bool" % name)
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError("chunks(): %s must be an int, not %s" % (name, type(value).__name__)) from None
+    if value < minimum:
+        raise ValueError("chunks(): %s must be >= %d, got %d" % (name, minimum, value))
+    return value
+
+
+def _chunk_inputs(x):
+    """(text, path, number of its first line) for each text `x` stands for."""
+    if isinstance(x, Chunk):
+        path = x.path if isinstance(x.path, str) else None
+        first = x.line_start if type(x.line_start) is int and x.line_start >= 1 else 1
+        return [(str(x), path, first)]
+    if isinstance(x, str):
+        return [(x, None, 1)]
+    if isinstance(x, Document):
+        return [(x.text, x.path, 1)]
+    if isinstance(x, (bytes, bytearray, dict)) or not hasattr(x, "__iter__"):
+        raise TypeError("chunks() takes a str, a Document, or a list of them (context), not %s"
+                        % type(x).__name__)
+    out = []
+    for i, item in enumerate(x):
+        if isinstance(item, (str, Document)):
+            out.extend(_chunk_inputs(item))
+        else:
+            raise TypeError("chunks(): item %d is a %s; items must be str or Document" % (i, type(item).__name__))
+    return out
+
+
+def _chunk_end(text, start, prev_end, max_chars):
+    """Where the chunk starting at `start` ends (after its last whole line), and its start (moved
+    later when the overlap leaves no room for a line that would fit in a chunk of its own)."""
+    n = len(text)
+    limit = start + max_chars
+    if limit >= n:
+        return n, start
+    k = text.rfind("\n", prev_end, limit)
+    if k != -1:
+        return k + 1, start
+    if prev_end > start and text[prev_end - 1] == "\n":
+        nl = text.find("\n", prev_end, prev_end + max_chars)
+        line_end = nl + 1 if nl != -1 else (n if n - prev_end <= max_chars else -1)
+        if line_end != -1:
+            # Repeat fewer lines: the first line start from which that line still fits.
+            k = text.find("\n", line_end - max_chars - 1, prev_end)
+            return line_end, k + 1
+    # One line longer than max_chars (from here): cut it hard.
+    return limit, start
+
+
+def _overlap_start(text, start, end, overlap):
+    """Where the chunk after text[start:end] starts: `overlap` characters before `end`, moved to
+    the nearest line start (repeating at most twice `overlap`) when there is one."""
+    target = end - overlap
+    best = None
+    lo = max(target, start + 1)
+    k = text.find("\n", lo - 1, end - 1)
+    if k != -1:
+        best = k + 1
+    if target > start:
+        k = text.rfind("\n", start, target)
+        if k != -1 and end - (k + 1) <= 2 * overlap and (best is None or target - (k + 1) < best - target):
+            best = k + 1
+    if best is not None:
+        return best
+    return target if target > start else end
+
+
+def _split(text, path, line, max_chars, overlap, out):
+    n = len(text)
+    pos = prev_end = 0
+    while pos < n:
+        end, start = _chunk_end(text, pos, prev_end, max_chars)
+        if start != pos:
+            line += text.count("\n", pos, start)
+            pos = start
+        last = line + text.count("\n", pos, end) - (text[end - 1] == "\n")
+        out.append(Chunk(text[pos:end], path, line, last))
+        if end >= n:
+            break
+        nxt = _overlap_start(text, pos, end, overlap) if overlap else end
+        line += text.count("\n", pos, nxt)
+        pos, prev_end = nxt, end
+
+
+def chunks(x, max_chars=8000, overlap=0):
+    """Cut `x` into pieces of at most `max_chars` characters, at line ends where possible.
+
+    `x` is a str, a Document, or a list of them (`context` itself, or a filtered list). Returns a
+    list of `Chunk`s: strings that also carry `.path`, `.line_start`, `.line_end` and `.source`
+    ("path:start-end"). A chunk never spans two documents; a line longer than `max_chars` is cut
+    hard. With `overlap`, each chunk starts with about that many characters (whole lines when
+    possible) of the end of the one before. Passing chunks to `llm_query` tells the host which
+    lines the sub-model read.
+    """
+    max_chars = _positive_int("max_chars", max_chars, 1)
+    overlap = _positive_int("overlap", overlap, 0)
+    if overlap >= max_chars:
+        raise ValueError("chunks(): overlap must be smaller than max_chars (%d >= %d)" % (overlap, max_chars))
+    out = []
+    for text, path, first in _chunk_inputs(x):
+        _split(text, path, first, max_chars, overlap, out)
+    _register(out)
+    return out
+
+
+# Provenance: the chunks cut in the current context, so that a prompt built from them
+# (`"Summarise:\n" + c`) can name the lines it contains. Each chunk is indexed by one of its
+# inner lines (a whole line wherever the chunk is pasted), truncated to _ANCHOR_KEY characters;
+# a prompt is split into lines, each line looked up, and a candidate confirmed by comparing the
+# chunk's first and last _NEEDLE characters at the position the anchor implies. Chunks with no
+# inner line (one or two lines) are looked for by their head, most recent first, a bounded number.
+_REGISTRY_MAX = 20000
+_NEEDLE = 200
+_ANCHOR_KEY = 64
+_ANCHOR_MIN = 8
+_LOOSE_MIN = 32
+_MAX_CHECKS = 200000
+_MAX_SOURCES = 1000
+_registry = collections.OrderedDict()  # (path, line_start, line_end, len, hash) -> entry
+_anchors = {}  # anchor key -> {ident: entry}
+_loose = collections.OrderedDict()  # ident -> entry, chunks without an anchor line
+_registry_lock = threading.Lock()
+
+
+def _clear_registry():
+    _registry.clear()
+    _anchors.clear()
+    _loose.clear()
+
+
+def _unindex(ident, entry):
+    key = entry[7]
+    if key is None:
+        _loose.pop(ident, None)
+    else:
+        bucket = _anchors.get(key)
+        if bucket is not None:
+            bucket.pop(ident, None)
+            if not bucket:
+                del _anchors[key]
+
+
+def _register(chunk_list):
+    todo = [c for c in chunk_list if len(c) and _source_dict(c.path, c.line_start, c.line_end)]
+    if not todo or not _registry_lock.acquire(timeout=5):
+        return
+    try:
+        for c in todo[-_REGISTRY_MAX:]:
+            # The text's hash too: the pieces of one long line share path and lines.
+            ident = (c.path, c.line_start, c.line_end, len(c), str.__hash__(c))
+            old = _registry.pop(ident, None)
+            if old is not None:
+                _unindex(ident, old)
+            lines = c.split("\n", 32)
+            best, best_score, offset, off = None, -1, 0, len(lines[0]) + 1
+            for line in lines[1:-1]:
+                score = len(line.strip())
+                if score > best_score:
+                    best, best_score, offset = line, score, off
+                off += len(line) + 1
+            if best_score >= _ANCHOR_MIN:
+                key = best[:_ANCHOR_KEY]
+            elif len(c) >= _LOOSE_MIN:
+                key = None
+            else:
+                continue  # too short to recognise inside another text
+            entry = (c.path, c.line_start, c.line_end, len(c), offset, c[:_NEEDLE], c[-_NEEDLE:], key)
+            _registry[ident] = entry
+            if key is None:
+                _loose[ident] = entry
+            else:
+                _anchors.setdefault(key, {})[ident] = entry
+        while len(_registry) > _REGISTRY_MAX:
+            ident, entry = _registry.popitem(last=False)
+            _unindex(ident, entry)
+    finally:
+        _registry_lock.release()
+
+
+def _source_dict(path, line_start, line_end):
+    if isinstance(path, str) and type(line_start) is int and type(line_end) is int and 1 <= line_start <= line_end:
+        return {"path": str(path), "line_start": line_start, "line_end": line_end}
+    return None
+
+
+def _sources_of(prompt, text, loose_cap, budget):
+    if isinstance(prompt, Chunk):
+        s = _source_dict(prompt.path, prompt.line_start, prompt.line_end)
+        return [s] if s else []
+    if not _registry:
+        return []
+    found = {}  # ident -> (position in text, entry)
+    if _anchors:
+        pos = 0
+        for line in text.split("\n"):
+            if len(line) >= _ANCHOR_MIN:
+                bucket = _anchors.get(line[:_ANCHOR_KEY])
+                if bucket:
+                    for ident, e in tuple(bucket.items()):
+                        if ident in found:
+                            continue
+                        budget[0] -= 1
+                        if budget[0] < 0:
+                            break
+                        start = pos - e[4]
+                        if (start >= 0 and text.startswith(e[5], start)
+                                and text.startswith(e[6], start + e[3] - len(e[6]))):
+                            found[ident] = (start, e)
+                    if budget[0] < 0:
+                        break
+            pos += len(line) + 1
+    if _loose and loose_cap:
+        for ident, e in itertools.islice(reversed(tuple(_loose.items())), loose_cap):
+            if ident in found:
+                continue
+            head, tail, n = e[5], e[6], e[3]
+            i = text.find(head)
+            tries = 0
+            while i != -1 and tries < 4:
+                if text.startswith(tail, i + n - len(tail)):
+                    found[ident] = (i, e)
+                    break
+                i = text.find(head, i + 1)
+                tries += 1
+    hits = sorted(found.values(), key=lambda h: (h[0], h[1][1]))[:_MAX_SOURCES]
+    return [{"path": e[0], "line_start": e[1], "line_end": e[2]} for _, e in hits]
+
+
+def _provenance(prompts, texts):
+    """For each prompt, the sources of the registered chunks it contains (best effort: never
+    fails a call, and the work is bounded)."""
+    try:
+        loose_cap = min(2000, max(100, 20000 // max(1, len(prompts))))
+        budget = [_MAX_CHECKS]
+        return [_sources_of(p, t, loose_cap, budget) for p, t in zip(prompts, texts)]
+    except Exception:
+        return [[] for _ in prompts]
+
+
 _RESERVED_FUNCTIONS = {
     "llm_query": llm_query,
     "llm_query_batched": llm_query_batched,
@@ -239,6 +523,7 @@ _RESERVED_FUNCTIONS = {
     "search": search,
     "read": read,
     "files": files,
+    "chunks": chunks,
     "FINAL": FINAL,
     "FINAL_VAR": FINAL_VAR,
 }
@@ -296,7 +581,7 @@ def _describe_variables():
         if type(value).__name__ == "module":
             continue
         # Only built-in containers: a model-defined __len__ is model code and could hang here.
-        n = len(value) if type(value) in _SIZED or type(value) is Documents else None
+        n = len(value) if type(value) in _SIZED or type(value) in (Documents, Chunk) else None
         if len(out) == 200:
             out.append({"name": "...", "type": "more variables not listed", "len": None})
             break
@@ -388,4 +673,6 @@ def load_context(spec_json):
         raise ValueError("unknown context kind %r" % kind)
     _reserved["context"] = context
     _namespace["context"] = context
+    with _registry_lock:
+        _clear_registry()
     return json.dumps(info)
