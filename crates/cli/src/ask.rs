@@ -15,7 +15,7 @@ use clap::Args;
 use quarry_index::Folder;
 use quarry_rlm::{AnalystConfig, Answer, Event, StopReason};
 
-use crate::local::{LocalModels, ModelArgs};
+use crate::local::{ModelArgs, Models};
 
 /// How to answer.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,7 +82,7 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         eprintln!("  skipped {}: {}", s.path, s.reason);
     }
 
-    let models = LocalModels::start(&args.models).await?;
+    let models = Models::start(&args.models).await?;
     let config = AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
     let analyst = models.analyst(config);
 
@@ -95,7 +95,7 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
     });
     let mut live = Live { json: args.json, streaming: args.mode != Mode::Rlm, streamed: false };
     let result = analyst.answer(&folder, &args.question, args.mode.into(), cancel, |e| live.show(e)).await;
-    models.server.shutdown().await;
+    models.shutdown().await;
     let answer = result.context("could not answer")?;
     if live.streamed {
         println!();

@@ -22,7 +22,7 @@ use quarry_rlm::{AnalystConfig, Answer, StopReason};
 use serde::Deserialize;
 
 use crate::ask::{summary, Mode};
-use crate::local::{LocalModels, ModelArgs};
+use crate::local::{ModelArgs, Models};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -99,7 +99,7 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
     }
     let base = args.tasks.parent().unwrap_or(Path::new(".")).to_path_buf();
 
-    let models = LocalModels::start(&args.models).await?;
+    let models = Models::start(&args.models).await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
     config.rlm.budget.max_iterations = args.max_iterations;
@@ -147,7 +147,7 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
         };
         if answer.stop_reason == StopReason::Cancelled {
             bar.abandon_with_message("cancelled; run the same command again to resume");
-            models.server.shutdown().await;
+            models.shutdown().await;
             return Ok(ExitCode::from(130));
         }
         if let (Some(dir), Some(t)) = (&args.trajectories, &answer.trajectory) {
@@ -178,7 +178,7 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
         answers.push(answer);
     }
     bar.finish_and_clear();
-    models.server.shutdown().await;
+    models.shutdown().await;
 
     let n = answers.len();
     if n > 0 {

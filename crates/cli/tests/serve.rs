@@ -110,3 +110,45 @@ async fn a_model_that_cannot_load_fails_the_start_with_the_childs_reason() {
     assert!(err.starts_with("the local model server could not start"), "{err}");
     assert!(err.contains("half.gguf is not a usable GGUF model file"), "{err}");
 }
+
+#[test]
+fn ask_uses_a_remote_endpoint_for_root_and_sub() {
+    let (mut child, port) = serve(&[], Some("remote-key"));
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
+    let ask = |key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+        cmd.args(["ask", "--mode", "rag", "--folder", folder.path().to_str().unwrap()])
+            .args([
+                "--model",
+                SMALL,
+                "--sub-model",
+                SMALL,
+                "--root-url",
+                &url,
+                "--sub-url",
+                &url,
+                "--ctx",
+                "2048",
+                "--json",
+            ])
+            .arg("What is the storage room code?")
+            .env_remove("QUARRY_ENDPOINT_KEY");
+        if let Some(k) = key {
+            cmd.env("QUARRY_ENDPOINT_KEY", k);
+        }
+        cmd.output().unwrap()
+    };
+    let out = ask(Some("remote-key"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("Starting the local engine"), "no local engine for remote models: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["answer"].as_str().unwrap().contains("7391"), "{v}");
+    let out = ask(None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
