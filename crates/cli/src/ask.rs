@@ -4,7 +4,7 @@
 //! and the answer to stdout, followed by its sources marked verified (✓) or not (✗), so
 //! `quarry ask ... > answer.txt` captures just the answer. `--json` prints one object instead.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +93,7 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
             on_ctrl_c.store(true, Ordering::SeqCst);
         }
     });
-    let mut live = Live { json: args.json, streaming: args.mode != Mode::Rlm, streamed: false };
+    let mut live = Live { json: args.json, streaming: args.mode != Mode::Rlm, streamed: false, batch: None };
     let result = analyst.answer(&folder, &args.question, args.mode.into(), cancel, |e| live.show(e)).await;
     models.shutdown().await;
     let answer = result.context("could not answer")?;
@@ -162,11 +162,19 @@ pub fn summary(a: &Answer) -> String {
     )
 }
 
-/// Renders events as they come: one-pass answers stream to stdout; the loop's steps go to stderr.
+/// Renders events as they come: one-pass answers stream to stdout; the loop's steps go to stderr,
+/// with one progress bar across each burst of sub-calls.
 struct Live {
     json: bool,
     streaming: bool,
     streamed: bool,
+    batch: Option<Batch>,
+}
+
+struct Batch {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+    failed: usize,
 }
 
 impl Live {
@@ -180,8 +188,43 @@ impl Live {
             }
             return;
         }
-        if !self.json || matches!(event, Event::Notice { .. }) {
-            render(event);
+        if self.json && !matches!(event, Event::Notice { .. }) {
+            return;
+        }
+        match event {
+            Event::SubCallStarted { .. } => {
+                let batch = self.batch.get_or_insert_with(|| {
+                    let bar = if std::io::stderr().is_terminal() {
+                        indicatif::ProgressBar::new(0)
+                    } else {
+                        indicatif::ProgressBar::hidden()
+                    };
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("  ↳ sub-calls {bar:24} {pos}/{len} {elapsed}")
+                            .expect("valid template"),
+                    );
+                    Batch { bar, started: std::time::Instant::now(), failed: 0 }
+                });
+                batch.bar.inc_length(1);
+            }
+            Event::SubCallFinished { ok, .. } => {
+                if let Some(batch) = &mut self.batch {
+                    batch.bar.inc(1);
+                    batch.failed += usize::from(!ok);
+                    if batch.bar.length() == Some(batch.bar.position()) {
+                        batch.bar.finish_and_clear();
+                        let n = batch.bar.position();
+                        eprintln!(
+                            "  ↳ {n} sub-call{} in {:.1} s{}",
+                            if n == 1 { "" } else { "s" },
+                            batch.started.elapsed().as_secs_f64(),
+                            if batch.failed > 0 { format!(", {} failed", batch.failed) } else { String::new() }
+                        );
+                        self.batch = None;
+                    }
+                }
+            }
+            _ => render(event),
         }
     }
 }
@@ -207,7 +250,6 @@ pub fn render(event: &Event) {
                 eprintln!("  → {}", v.chars().take(160).collect::<String>());
             }
         }
-        Event::SubCallStarted { id, prompt_chars, .. } => eprintln!("  ↳ sub-call {id} ({prompt_chars} chars)"),
         Event::Notice { message } => eprintln!("warning: {message}"),
         Event::Error { message } => eprintln!("  ! {message}"),
         _ => {}

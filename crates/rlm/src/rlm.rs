@@ -274,6 +274,40 @@ impl Rlm {
             let reply = parse_reply(&text);
             run.messages.push(ChatMessage::assistant(text.clone()));
 
+            // A small model that has seen its answer often writes the same code again rather
+            // than FINAL (greedy decoding then repeats it to the last turn: the 1.5B model ran
+            // one grep 12 times with the needle in its output). Running it again shows nothing
+            // new, so instead the model is asked, without code, whether the output answers.
+            if reply.final_answer.is_none() && repeats_last_turn(&reply.blocks, trajectory.iterations.last()) {
+                let probe = run.answer_probe(self, &cancel, &mut on_event).await?;
+                if cancel.load(Ordering::Relaxed) {
+                    break StopReason::Cancelled;
+                }
+                answer = match probe {
+                    Some(FinalAnswer::Text(t)) => Some((t, AnswerSource::Prose)),
+                    Some(FinalAnswer::Var(name)) => {
+                        run.final_var(&name, &mut on_event).await?.final_answer.map(|t| (t, AnswerSource::Prose))
+                    }
+                    None => None,
+                };
+                trajectory.iterations.push(Iteration {
+                    index,
+                    response: text.clone(),
+                    code_blocks: Vec::new(),
+                    final_answer: answer.as_ref().map(|(t, _)| t.clone()),
+                    usage: completion.usage,
+                    seconds: turn_started.elapsed().as_secs_f64(),
+                });
+                if answer.is_some() {
+                    break StopReason::Final;
+                }
+                consecutive_errors += 1;
+                run.messages.push(ChatMessage::user(format!(
+                    "Then write different code that finds what is missing.\nQuestion: {question}"
+                )));
+                continue;
+            }
+
             let mut runs: Vec<BlockRun> = Vec::new();
             for (i, block) in reply.blocks.iter().enumerate() {
                 if cancel.load(Ordering::Relaxed) {
@@ -451,6 +485,28 @@ impl Run {
         self.execute(format!("FINAL_VAR({literal})"), on_event).await
     }
 
+    /// Asks, with code ruled out, whether what the model has seen answers the question. The
+    /// exchange stays in the conversation so the model knows it was asked.
+    async fn answer_probe<F: FnMut(&Event) + Send>(
+        &mut self,
+        rlm: &Rlm,
+        cancel: &AtomicBool,
+        on_event: &mut F,
+    ) -> Result<Option<FinalAnswer>> {
+        self.messages.push(ChatMessage::user(
+            "You wrote the same code as last time. Its output is above, and running it again would show the same. Do not write code now. If that output answers the question, reply with one line: FINAL(your answer). If it does not, reply: NOT FOUND",
+        ));
+        let mut request = ChatRequest::new(self.messages.clone());
+        request.max_tokens = Some(256);
+        request.sampling = rlm.config.sampling.clone();
+        request.stop = vec!["```".into()];
+        let mut sink = Stream { on_event, cancel };
+        let c = rlm.root.chat_stream(&request, &mut sink).await?;
+        self.root_usage += c.usage;
+        self.messages.push(ChatMessage::assistant(c.text.clone()));
+        Ok(parse_reply(&c.text).final_answer)
+    }
+
     /// One repair round for a block that does not compile: a fresh request holding only the code
     /// and the error (the conversation would invite the model to rewrite its plan too). Returns
     /// the corrected code, or `None` if the reply had no block or the same code.
@@ -547,6 +603,16 @@ fn close_stopped_block(c: &Completion, stopping: bool) -> String {
     }
 }
 
+/// The same code as the last turn, which ran without error.
+fn repeats_last_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> bool {
+    let Some(last) = last.filter(|l| !l.code_blocks.is_empty()) else {
+        return false;
+    };
+    !blocks.is_empty()
+        && last.code_blocks.iter().all(|r| r.result.error.is_none())
+        && last.code_blocks.iter().map(|r| r.block.code.trim()).eq(blocks.iter().map(|b| b.code.trim()))
+}
+
 /// Nothing of a block that does not compile has run, so repairing it changes no state.
 fn is_syntax_error(r: &ReplResult) -> bool {
     r.error
@@ -626,7 +692,7 @@ fn feedback(
         }
     }
     s.push_str(&format!(
-        "\nQuestion: {question}\nContinue with a ```repl block, or write FINAL(your answer) on its own line if the output above answers the question."
+        "\nQuestion: {question}\nIf the output above answers the question, write FINAL(your answer) on its own line now. Otherwise continue with a ```repl block."
     ));
     s
 }

@@ -617,3 +617,22 @@ async fn a_bare_file_citation_is_narrowed_to_what_the_run_found_there() {
     // range the run looked at where the claim checks out.
     assert_eq!((c.path.as_str(), c.line_start, c.line_end, c.verified, c.check), ("a.txt", 1, 3, true, Check::Numbers));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeating_the_last_code_asks_for_an_answer_instead_of_running_it_again() {
+    let grep = "```repl\nprint(grep('needle')[0]['text'])\n```";
+    let o = run(&[grep, grep, "FINAL(42)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    assert_eq!(o.result.stop_reason, StopReason::Final);
+    let t = &o.result.trajectory.iterations;
+    assert_eq!(t.len(), 2);
+    assert!(t[1].code_blocks.is_empty(), "the repeat did not run");
+    let probe = &o.root.requests()[2];
+    assert!(probe.messages.last().unwrap().content.starts_with("You wrote the same code as last time"));
+    assert_eq!(probe.stop, ["```"], "no code in the answer to the probe");
+
+    // NOT FOUND: the run goes on and is told to try something else.
+    let o = run(&[grep, grep, "NOT FOUND", "```repl\nprint(read('a.txt', 2, 2))\n```", "FINAL(42 again)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42 again"));
+    assert!(o.root.last_user(3).starts_with("Then write different code"), "{}", o.root.last_user(3));
+}
