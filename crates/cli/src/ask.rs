@@ -15,7 +15,7 @@ use clap::Args;
 use quarry_index::Folder;
 use quarry_rlm::{AnalystConfig, Answer, Event, StopReason};
 
-use crate::local::{ModelArgs, Models};
+use crate::local::{LoopArgs, ModelArgs, Models};
 
 /// How to answer.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +58,8 @@ pub struct AskArgs {
     question: String,
     #[command(flatten)]
     models: ModelArgs,
+    #[command(flatten)]
+    rlm: LoopArgs,
     /// Longest one-pass answer in tokens.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
@@ -83,7 +85,9 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
     }
 
     let models = Models::start(&args.models).await?;
-    let config = AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
+    let mut config =
+        AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
+    args.rlm.apply(&mut config);
     let analyst = models.analyst(config);
 
     let cancel = Arc::new(AtomicBool::new(false));

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -22,7 +21,7 @@ use quarry_rlm::{AnalystConfig, Answer, StopReason};
 use serde::Deserialize;
 
 use crate::ask::{summary, Mode};
-use crate::local::{ModelArgs, Models};
+use crate::local::{LoopArgs, ModelArgs, Models};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -50,12 +49,8 @@ pub struct EvalArgs {
     /// Longest one-pass answer in tokens.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
-    /// Root turns an RLM run may take.
-    #[arg(long, default_value_t = 12)]
-    max_iterations: usize,
-    /// Wall-clock limit per RLM task in seconds (then it answers from what it has).
-    #[arg(long)]
-    task_seconds: Option<u64>,
+    #[command(flatten)]
+    rlm: LoopArgs,
     /// Save each RLM trajectory as DIR/<task id>.jsonl.
     #[arg(long)]
     trajectories: Option<PathBuf>,
@@ -102,8 +97,7 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
     let models = Models::start(&args.models).await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
-    config.rlm.budget.max_iterations = args.max_iterations;
-    config.rlm.budget.wall_clock = args.task_seconds.map(Duration::from_secs);
+    args.rlm.apply(&mut config);
     let analyst = models.analyst(config);
 
     let cancel = Arc::new(AtomicBool::new(false));

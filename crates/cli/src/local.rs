@@ -43,6 +43,38 @@ pub struct ModelArgs {
     pub gpu_layers: u32,
 }
 
+/// How the RLM loop may run.
+#[derive(clap::Args, Clone)]
+pub struct LoopArgs {
+    /// Root turns an RLM run may take.
+    #[arg(long, default_value_t = 12)]
+    pub max_iterations: usize,
+    /// Sub-model prompts an RLM run may send.
+    #[arg(long, default_value_t = 200)]
+    pub max_sub_calls: usize,
+    /// Levels of RLM runs: 1 makes `rlm_query` a plain sub-call; 2 lets the root start child runs.
+    #[arg(long, default_value_t = 2)]
+    pub max_depth: usize,
+    /// Wall-clock limit for an RLM run in seconds (then it answers from what it has).
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+    /// Constrain the root model's replies with a grammar: one line of plan and one code block,
+    /// or one FINAL line (local models and llama.cpp servers only).
+    #[arg(long)]
+    pub root_grammar: bool,
+}
+
+impl LoopArgs {
+    pub fn apply(&self, config: &mut AnalystConfig) {
+        let b = &mut config.rlm.budget;
+        b.max_iterations = self.max_iterations;
+        b.max_sub_calls = self.max_sub_calls;
+        b.wall_clock = self.max_seconds.map(std::time::Duration::from_secs);
+        config.rlm.max_depth = self.max_depth.max(1);
+        config.rlm.root_grammar = self.root_grammar;
+    }
+}
+
 pub struct Models {
     /// The local engine, when a model is local.
     pub server: Option<LocalServer>,

@@ -49,7 +49,29 @@ pub struct RlmConfig {
     /// Levels of RLM runs: 1 makes `rlm_query` a plain sub-model call (the paper's setting);
     /// 2 lets the root start child runs, whose own `rlm_query` calls are plain sub-calls.
     pub max_depth: usize,
+    /// Constrain root replies with a grammar (local models and llama.cpp servers only): a turn
+    /// is one optional line of plan and exactly one ```repl block, or one FINAL line. It rules
+    /// out the format failures small models make (prose without code, echoing the REPL's
+    /// output, a second block). Off by default: see docs/results.md for its measured effect.
+    pub root_grammar: bool,
 }
+
+/// A root turn under [`RlmConfig::root_grammar`]. Code lines cannot hold backticks, so the
+/// block ends only at a fence on its own line; the grammar is then complete and the turn ends.
+pub const ROOT_GRAMMAR: &str = r#"root ::= final | plan? block
+plan ::= [^`\n] [^`\n]* "\n"
+block ::= "```repl\n" line line* "```"
+line ::= [^`\n]* "\n"
+final ::= "FINAL(" [^\n]+ ")" | "FINAL_VAR(" [A-Za-z_] [A-Za-z0-9_]* ")"
+"#;
+
+/// The answer probe's reply under the grammar.
+const PROBE_GRAMMAR: &str = r#"root ::= "FINAL(" [^\n]+ ")" | "NOT FOUND"
+"#;
+
+/// The last "answer from what you have" turn under the grammar.
+const FINAL_GRAMMAR: &str = r#"root ::= "FINAL(" [^\n]+ ")"
+"#;
 
 impl Default for RlmConfig {
     fn default() -> Self {
@@ -64,6 +86,7 @@ impl Default for RlmConfig {
             stop_at_block_end: true,
             repair_syntax: true,
             max_depth: 2,
+            root_grammar: false,
         }
     }
 }
@@ -266,7 +289,8 @@ impl Rlm {
             let index = trajectory.iterations.len() + 1;
             let turn_started = Instant::now();
             on_event(&Event::IterationStarted { index });
-            let completion = run.root_turn(self, &cancel, &mut on_event).await?;
+            let grammar = self.config.root_grammar.then_some(ROOT_GRAMMAR);
+            let completion = run.root_turn(self, grammar, &cancel, &mut on_event).await?;
             if completion.finish_reason == FinishReason::Cancelled || cancel.load(Ordering::Relaxed) {
                 break StopReason::Cancelled;
             }
@@ -440,6 +464,7 @@ impl Run {
     async fn root_turn<F: FnMut(&Event) + Send>(
         &mut self,
         rlm: &Rlm,
+        grammar: Option<&str>,
         cancel: &AtomicBool,
         on_event: &mut F,
     ) -> Result<Completion> {
@@ -449,6 +474,7 @@ impl Run {
         if rlm.config.stop_at_block_end {
             request.stop = vec![BLOCK_END.into()];
         }
+        request.constraint.grammar = grammar.map(String::from);
         let mut sink = Stream { on_event, cancel };
         match rlm.root.chat_stream(&request, &mut sink).await {
             Ok(c) => {
@@ -500,6 +526,7 @@ impl Run {
         request.max_tokens = Some(256);
         request.sampling = rlm.config.sampling.clone();
         request.stop = vec!["```".into()];
+        request.constraint.grammar = rlm.config.root_grammar.then(|| PROBE_GRAMMAR.to_string());
         let mut sink = Stream { on_event, cancel };
         let c = rlm.root.chat_stream(&request, &mut sink).await?;
         self.root_usage += c.usage;
@@ -559,7 +586,7 @@ impl Run {
             "Stop: {}. No more code will run. Answer the question now from what you have found so far.\nQuestion: {question}\nReply with one line: FINAL(your answer)",
             stop.describe()
         )));
-        let c = self.root_turn(rlm, cancel, on_event).await?;
+        let c = self.root_turn(rlm, rlm.config.root_grammar.then_some(FINAL_GRAMMAR), cancel, on_event).await?;
         let reply = parse_reply(&c.text);
         let text = match reply.final_answer {
             Some(FinalAnswer::Text(t)) => t,

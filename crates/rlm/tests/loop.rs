@@ -636,3 +636,46 @@ async fn repeating_the_last_code_asks_for_an_answer_instead_of_running_it_again(
     assert_eq!(o.result.answer.as_deref(), Some("42 again"));
     assert!(o.root.last_user(3).starts_with("Then write different code"), "{}", o.root.last_user(3));
 }
+
+/// Labels numbered items "positive" when they say "good", skipping item 2 of every batch so the
+/// one-by-one retry is exercised.
+struct Labeller;
+
+#[async_trait::async_trait]
+impl LanguageModel for Labeller {
+    fn name(&self) -> &str {
+        "labeller"
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest, _: &mut dyn DeltaSink) -> quarry_llm::Result<Completion> {
+        let prompt = request.messages.last().unwrap().content.clone();
+        let label = |t: &str| if t.contains("good") { "Positive" } else { "negative." };
+        let text = if let Some(item) = prompt.split("Item: ").nth(1) {
+            label(item).to_string()
+        } else {
+            prompt
+                .lines()
+                .filter_map(|l| l.split_once(". ").filter(|(n, _)| n.parse::<usize>().is_ok()))
+                .filter(|(n, _)| *n != "2")
+                .map(|(n, t)| format!("{n}. {}", label(t)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        Ok(completion(text))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_classify_labels_every_item_in_batches_and_retries_what_was_skipped() {
+    let root = Scripted::new(&[
+        "```repl\nitems = ['good day', 'bad day', 'good food', 'cold tea', 'good news']\nlabels = llm_classify(items, ['positive', 'negative'], batch=3)\nprint(labels)\n```",
+        "FINAL(done)",
+    ]);
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root.clone(), Arc::new(Labeller), config(Budget::default()));
+    let r = rlm.run(&folder, "Q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
+    let fed_back = root.last_user(1);
+    assert!(fed_back.contains("['positive', 'negative', 'positive', 'negative', 'positive']"), "{fed_back}");
+    // Two batch prompts, then items 2 and 5 (the second of each batch) asked alone.
+    assert_eq!(r.sub_calls, 4);
+}

@@ -14,6 +14,23 @@ const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_small_model_finds_a_needle_with_grep() {
+    needle(false).await;
+}
+
+/// The same under the root grammar: llama.cpp accepts the grammar, and every reply is one code
+/// block (with at most a line of plan) or one FINAL line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_root_grammar_every_reply_is_one_block_or_a_final_line() {
+    let result = needle(true).await;
+    for it in &result.trajectory.iterations {
+        let reply = quarry_rlm::parse_reply(&it.response);
+        let one_block = reply.blocks.len() == 1 && !reply.unterminated && it.response.trim_end().ends_with("```");
+        let final_line = reply.blocks.is_empty() && it.response.trim_start().starts_with("FINAL");
+        assert!(one_block || final_line, "{:?}", it.response);
+    }
+}
+
+async fn needle(root_grammar: bool) -> quarry_rlm::RunResult {
     let path = ModelStore::from_env().resolve(SMALL).unwrap_or_else(|e| panic!("{e} (`make test` fetches it first)"));
     let engine = Engine::start(EngineConfig {
         models: vec![ModelSpec { id: SMALL.into(), path }],
@@ -45,6 +62,7 @@ async fn the_small_model_finds_a_needle_with_grep() {
             ..Default::default()
         },
         root_max_tokens: Some(400),
+        root_grammar,
         ..Default::default()
     };
     let rlm = Rlm::new(model.clone(), model, config);
@@ -59,10 +77,11 @@ async fn the_small_model_finds_a_needle_with_grep() {
         eprintln!("--- reply {}:\n{}", it.index, it.response);
     }
     eprintln!("{:?} after {} iterations: {:?}", result.stop_reason, result.iterations, result.answer);
-    let answer = result.answer.unwrap_or_default();
+    let answer = result.answer.clone().unwrap_or_default();
     assert!(answer.contains("7394"), "{answer:?} ({:?})", result.stop_reason);
     assert_ne!(result.stop_reason, StopReason::Cancelled);
     let grepped =
         result.trajectory.iterations.iter().flat_map(|i| &i.code_blocks).any(|b| b.block.code.contains("grep("));
     assert!(grepped, "the model found it through grep");
+    result
 }

@@ -17,6 +17,7 @@ import itertools
 import linecache
 import mmap
 import operator
+import re
 import sys
 import threading
 import time
@@ -515,7 +516,61 @@ def _provenance(prompts, texts):
         return [[] for _ in prompts]
 
 
+def _match_label(text, labels):
+    """The label a sub-model's reply names: exact (case and punctuation aside), else the longest
+    label it contains, else None."""
+    t = re.sub(r"[^a-z0-9 ]+", " ", str(text).lower()).strip()
+    by_norm = {re.sub(r"[^a-z0-9 ]+", " ", l.lower()).strip(): l for l in labels}
+    if t in by_norm:
+        return by_norm[t]
+    for norm in sorted(by_norm, key=len, reverse=True):
+        if norm and re.search(r"\b" + re.escape(norm) + r"\b", t):
+            return by_norm[norm]
+    return None
+
+
+def llm_classify(items, labels, instruction=None, batch=20):
+    """Label every item with one of `labels` using the sub-model, `batch` items per prompt, all
+    prompts at once. Returns a list as long as `items`: a label, or None where the sub-model's
+    reply named none (items it skipped are asked again one by one first)."""
+    items = [str(x) for x in items]
+    labels = [str(l) for l in labels]
+    if not labels:
+        raise ValueError("llm_classify needs at least one label")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError("batch must be a positive int")
+    head = (str(instruction).strip() + "\n") if instruction else ""
+    allowed = "Labels: " + "; ".join(labels) + "."
+    prompts, starts = [], []
+    for start in range(0, len(items), batch):
+        group = items[start:start + batch]
+        body = "\n".join("%d. %s" % (j + 1, " ".join(t.split())[:600]) for j, t in enumerate(group))
+        prompts.append(
+            head + "Choose one label for each numbered item. " + allowed
+            + "\nReply with exactly %d lines, one per item, in the form '<number>. <label>', and nothing else.\n\n" % len(group)
+            + body
+        )
+        starts.append((start, len(group)))
+    out = [None] * len(items)
+    for (start, n), reply in zip(starts, llm_query_batched(prompts) if prompts else []):
+        for line in str(reply).splitlines():
+            m = re.match(r"\s*\**\s*(\d+)\s*[.):\-]\s*(.+)", line)
+            if m and 0 < int(m.group(1)) <= n and out[start + int(m.group(1)) - 1] is None:
+                out[start + int(m.group(1)) - 1] = _match_label(m.group(2), labels)
+    missing = [i for i, v in enumerate(out) if v is None]
+    if missing:
+        single = [
+            head + "Choose one label for this item. " + allowed + "\nReply with the label only.\n\nItem: "
+            + " ".join(items[i].split())[:2000]
+            for i in missing
+        ]
+        for i, reply in zip(missing, llm_query_batched(single)):
+            out[i] = _match_label(reply, labels)
+    return out
+
+
 _RESERVED_FUNCTIONS = {
+    "llm_classify": llm_classify,
     "llm_query": llm_query,
     "llm_query_batched": llm_query_batched,
     "rlm_query": rlm_query,
