@@ -4,7 +4,7 @@
     python3 benches/results.py --tasks TASKS.jsonl rlm=PRED.jsonl direct=PRED.jsonl ... [--evalkit PATH]
 
 Each NAME=PRED.jsonl is scored with evalkit (`score --json`, so the scores are evalkit's own),
-restricted to the task ids present in the first file given, so every row compares the same tasks.
+restricted to the task ids present in every file given, so every row compares the same tasks.
 Prints one Markdown table: per kind and size, per run, the mean score (0-100), the
 format-success rate (runs that ended with an answer the model chose to give, not one forced by a
 limit: `format_ok` in Quarry's predictions, `finished` in the reference script's) and the median
@@ -27,7 +27,8 @@ def main():
     a = ap.parse_args()
     runs = [r.split("=", 1) for r in a.runs]
     preds = {name: load(path) for name, path in runs}
-    ids = list(preds[runs[0][0]].keys())
+    # Only tasks every run answered, so each row compares the same tasks.
+    ids = [i for i in preds[runs[0][0]] if all(i in p for p in preds.values())]
     tasks = {}
     for line in open(a.tasks):
         t = json.loads(line)

@@ -302,8 +302,13 @@ impl Rlm {
             // than FINAL (greedy decoding then repeats it to the last turn: the 1.5B model ran
             // one grep 12 times with the needle in its output). Running it again shows nothing
             // new, so instead the model is asked, without code, whether the output answers.
-            if reply.final_answer.is_none() && repeats_last_turn(&reply.blocks, trajectory.iterations.last()) {
-                let probe = run.answer_probe(self, &cancel, &mut on_event).await?;
+            // A FINAL beside the repeated code was written after seeing that code's output, so
+            // unlike a FINAL beside new code it is taken.
+            if repeats_last_turn(&reply.blocks, trajectory.iterations.last()) {
+                let probe = match &reply.final_answer {
+                    Some(f) => Some(f.clone()),
+                    None => run.answer_probe(self, &cancel, &mut on_event).await?,
+                };
                 if cancel.load(Ordering::Relaxed) {
                     break StopReason::Cancelled;
                 }

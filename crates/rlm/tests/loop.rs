@@ -679,3 +679,12 @@ async fn llm_classify_labels_every_item_in_batches_and_retries_what_was_skipped(
     // Two batch prompts, then items 2 and 5 (the second of each batch) asked alone.
     assert_eq!(r.sub_calls, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_beside_the_repeated_code_is_taken_since_its_output_was_seen() {
+    let grep = "```repl\nprint(grep('needle')[0]['text'])\n```";
+    let o = run(&[grep, &format!("FINAL(42)\n{grep}")]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    assert_eq!(o.result.stop_reason, StopReason::Final);
+    assert_eq!(o.root.requests().len(), 2, "no probe needed");
+}
