@@ -87,7 +87,7 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
     let models = Models::start(&args.models).await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
-    args.rlm.apply(&mut config);
+    args.rlm.apply(&mut config, args.models.root_url.is_none());
     let analyst = models.analyst(config);
 
     let cancel = Arc::new(AtomicBool::new(false));

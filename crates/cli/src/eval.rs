@@ -97,8 +97,9 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
     let models = Models::start(&args.models).await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
-    args.rlm.apply(&mut config);
+    args.rlm.apply(&mut config, args.models.root_url.is_none());
     let analyst = models.analyst(config);
+    let (root_name, sub_name) = (models.root.name().to_string(), models.sub.name().to_string());
 
     let cancel = Arc::new(AtomicBool::new(false));
     let on_ctrl_c = cancel.clone();
@@ -156,6 +157,8 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
             "seconds": answer.seconds,
             "tokens": answer.usage.total(),
             "mode": answer.mode,
+            "root_model": root_name,
+            "sub_model": sub_name,
             "stop_reason": answer.stop_reason,
             "format_ok": answer.format_ok(),
             "iterations": answer.iterations,
@@ -182,7 +185,10 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
         let cites: usize = answers.iter().map(|a| a.citations.len()).sum();
         let verified: usize = answers.iter().map(|a| a.citations.iter().filter(|c| c.verified).count()).sum();
         eprintln!(
-            "{n} tasks: format success {ok}/{n} ({:.0}%), median {:.1} s per task, {verified}/{cites} citations verified",
+            "{n} tasks, {} mode, root {}, sub {}: format success {ok}/{n} ({:.0}%), median {:.1} s per task, {verified}/{cites} citations verified",
+            args.mode.name(),
+            root_name,
+            sub_name,
             100.0 * ok as f64 / n as f64,
             secs[n / 2]
         );

@@ -54,6 +54,9 @@ pub struct RlmConfig {
     /// out the format failures small models make (prose without code, echoing the REPL's
     /// output, a second block). Off by default: see docs/results.md for its measured effect.
     pub root_grammar: bool,
+    /// The root endpoint takes GBNF grammars (Quarry's engine, llama-server). Without it no
+    /// grammar is sent, whatever `root_grammar` says.
+    pub accepts_grammar: bool,
 }
 
 /// A root turn under [`RlmConfig::root_grammar`]. Code lines cannot hold backticks, so the
@@ -63,6 +66,13 @@ plan ::= [^`\n] [^`\n]* "\n"
 block ::= "```repl\n" line line* "```"
 line ::= [^`\n]* "\n"
 final ::= "FINAL(" [^\n]+ ")" | "FINAL_VAR(" [A-Za-z_] [A-Za-z0-9_]* ")"
+"#;
+
+/// The turn after a reply with neither code nor an answer: one line of plan at most, then code.
+const CODE_GRAMMAR: &str = r#"root ::= plan? block
+plan ::= [^`\n] [^`\n]* "\n"
+block ::= "```repl\n" line line* "```"
+line ::= [^`\n]* "\n"
 "#;
 
 /// The answer probe's reply under the grammar.
@@ -87,6 +97,7 @@ impl Default for RlmConfig {
             repair_syntax: true,
             max_depth: 2,
             root_grammar: false,
+            accepts_grammar: true,
         }
     }
 }
@@ -264,6 +275,7 @@ impl Rlm {
         };
 
         let mut consecutive_errors = 0usize;
+        let mut no_code_last_turn = false;
         let mut answer: Option<(String, AnswerSource)> = None;
         let stop = loop {
             let sub_usage = *stats.usage.lock().expect("usage lock");
@@ -289,7 +301,15 @@ impl Rlm {
             let index = trajectory.iterations.len() + 1;
             let turn_started = Instant::now();
             on_event(&Event::IterationStarted { index });
-            let grammar = self.config.root_grammar.then_some(ROOT_GRAMMAR);
+            // After a reply with neither code nor an answer (small models echo the last message
+            // back), the next turn may only be code: a grammar is the one instruction they cannot
+            // ignore.
+            let grammar = match (self.config.accepts_grammar, self.config.root_grammar, no_code_last_turn) {
+                (false, _, _) => None,
+                (true, true, _) => Some(ROOT_GRAMMAR),
+                (true, false, true) => Some(CODE_GRAMMAR),
+                (true, false, false) => None,
+            };
             let completion = run.root_turn(self, grammar, &cancel, &mut on_event).await?;
             if completion.finish_reason == FinishReason::Cancelled || cancel.load(Ordering::Relaxed) {
                 break StopReason::Cancelled;
@@ -411,6 +431,7 @@ impl Rlm {
             }
             let failed = runs.is_empty() || runs.iter().all(|r| r.result.error.is_some());
             consecutive_errors = if failed { consecutive_errors + 1 } else { 0 };
+            no_code_last_turn = reply.blocks.is_empty() && reply.final_answer.is_none();
             let mut feedback =
                 feedback(&reply.blocks, &runs, reply.unterminated, final_note.as_deref(), question, run.feedback_chars);
             // Small models loop on one block; say so, since seeing the same output again does
@@ -531,7 +552,8 @@ impl Run {
         request.max_tokens = Some(256);
         request.sampling = rlm.config.sampling.clone();
         request.stop = vec!["```".into()];
-        request.constraint.grammar = rlm.config.root_grammar.then(|| PROBE_GRAMMAR.to_string());
+        request.constraint.grammar =
+            (rlm.config.accepts_grammar && rlm.config.root_grammar).then(|| PROBE_GRAMMAR.to_string());
         let mut sink = Stream { on_event, cancel };
         let c = rlm.root.chat_stream(&request, &mut sink).await?;
         self.root_usage += c.usage;
@@ -591,7 +613,8 @@ impl Run {
             "Stop: {}. No more code will run. Answer the question now from what you have found so far.\nQuestion: {question}\nReply with one line: FINAL(your answer)",
             stop.describe()
         )));
-        let c = self.root_turn(rlm, rlm.config.root_grammar.then_some(FINAL_GRAMMAR), cancel, on_event).await?;
+        let grammar = (rlm.config.accepts_grammar && rlm.config.root_grammar).then_some(FINAL_GRAMMAR);
+        let c = self.root_turn(rlm, grammar, cancel, on_event).await?;
         let reply = parse_reply(&c.text);
         let text = match reply.final_answer {
             Some(FinalAnswer::Text(t)) => t,

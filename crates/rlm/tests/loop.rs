@@ -688,3 +688,19 @@ async fn a_final_beside_the_repeated_code_is_taken_since_its_output_was_seen() {
     assert_eq!(o.result.stop_reason, StopReason::Final);
     assert_eq!(o.root.requests().len(), 2, "no probe needed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reply_without_code_the_next_turn_may_only_be_code() {
+    let o = run(&["REPL variables: none\nQuestion: echoed back", "```repl\nprint(1)\n```", "FINAL(1)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("1"));
+    let grammars: Vec<Option<String>> = o.root.requests().iter().map(|r| r.constraint.grammar.clone()).collect();
+    assert!(grammars[0].is_none() && grammars[2].is_none(), "{grammars:?}");
+    assert!(grammars[1].as_deref().is_some_and(|g| g.contains("```repl") && !g.contains("FINAL")), "{grammars:?}");
+
+    // An endpoint that takes no grammars gets none.
+    let root = Scripted::new(&["no code", "FINAL(1)"]);
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root.clone(), Sub::new(), RlmConfig { accepts_grammar: false, ..config(Budget::default()) });
+    rlm.run(&folder, "Q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
+    assert!(root.requests().iter().all(|r| r.constraint.grammar.is_none()));
+}
