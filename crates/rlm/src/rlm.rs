@@ -276,6 +276,7 @@ impl Rlm {
 
         let mut consecutive_errors = 0usize;
         let mut no_code_last_turn = false;
+        let mut resample_next = false;
         let mut answer: Option<(String, AnswerSource)> = None;
         let stop = loop {
             let sub_usage = *stats.usage.lock().expect("usage lock");
@@ -310,7 +311,19 @@ impl Rlm {
                 (true, false, true) => Some(CODE_GRAMMAR),
                 (true, false, false) => None,
             };
-            let completion = run.root_turn(self, grammar, &cancel, &mut on_event).await?;
+            // Greedy decoding repeats itself; after the model has repeated a block and said it has
+            // no answer, one sampled turn breaks the loop.
+            let sampling = if resample_next {
+                Sampling {
+                    temperature: 0.7,
+                    seed: self.config.sampling.seed.wrapping_add(index as u32),
+                    ..self.config.sampling.clone()
+                }
+            } else {
+                self.config.sampling.clone()
+            };
+            resample_next = false;
+            let completion = run.root_turn(self, grammar, sampling, &cancel, &mut on_event).await?;
             if completion.finish_reason == FinishReason::Cancelled || cancel.load(Ordering::Relaxed) {
                 break StopReason::Cancelled;
             }
@@ -351,6 +364,7 @@ impl Rlm {
                     break StopReason::Final;
                 }
                 consecutive_errors += 1;
+                resample_next = true;
                 run.messages.push(ChatMessage::user(format!(
                     "Then write different code that finds what is missing.\nQuestion: {question}"
                 )));
@@ -491,12 +505,13 @@ impl Run {
         &mut self,
         rlm: &Rlm,
         grammar: Option<&str>,
+        sampling: Sampling,
         cancel: &AtomicBool,
         on_event: &mut F,
     ) -> Result<Completion> {
         let mut request = ChatRequest::new(self.messages.clone());
         request.max_tokens = rlm.config.root_max_tokens;
-        request.sampling = rlm.config.sampling.clone();
+        request.sampling = sampling;
         if rlm.config.stop_at_block_end {
             request.stop = vec![BLOCK_END.into()];
         }
@@ -614,7 +629,7 @@ impl Run {
             stop.describe()
         )));
         let grammar = (rlm.config.accepts_grammar && rlm.config.root_grammar).then_some(FINAL_GRAMMAR);
-        let c = self.root_turn(rlm, grammar, cancel, on_event).await?;
+        let c = self.root_turn(rlm, grammar, rlm.config.sampling.clone(), cancel, on_event).await?;
         let reply = parse_reply(&c.text);
         let text = match reply.final_answer {
             Some(FinalAnswer::Text(t)) => t,
@@ -718,6 +733,18 @@ fn feedback(
         }
         if empty {
             s.push_str("(no output; use print() to see values)\n");
+        }
+        let found_nothing: Vec<&str> = r
+            .variables
+            .iter()
+            .filter(|v| v.len == Some(0) && matches!(v.type_name.as_str(), "list" | "dict" | "set"))
+            .map(|v| v.name.as_str())
+            .collect();
+        if r.error.is_none() && r.stdout.trim().is_empty() && !found_nothing.is_empty() {
+            s.push_str(&format!(
+                "`{}` is empty: nothing matched. The answer may not be written in the documents in those words. Print a few lines of the data to see its form; if each item must be judged (a label, a category), use llm_classify on the items.\n",
+                found_nothing.join("`, `")
+            ));
         }
         if r.restarted {
             s.push_str("The REPL was restarted: every variable is gone (context is loaded again).\n");

@@ -635,6 +635,23 @@ async fn repeating_the_last_code_asks_for_an_answer_instead_of_running_it_again(
     let o = run(&[grep, grep, "NOT FOUND", "```repl\nprint(read('a.txt', 2, 2))\n```", "FINAL(42 again)"]).await;
     assert_eq!(o.result.answer.as_deref(), Some("42 again"));
     assert!(o.root.last_user(3).starts_with("Then write different code"), "{}", o.root.last_user(3));
+    let temperatures: Vec<f32> = o.root.requests().iter().map(|r| r.sampling.temperature).collect();
+    assert_eq!(temperatures, [0.0, 0.0, 0.0, 0.7, 0.0], "one sampled turn after the repeat, then greedy again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_result_says_nothing_matched() {
+    let o = run(&[
+        "```repl
+hits = grep('zebra')
+for h in hits:
+    print(h)
+```",
+        "FINAL(none)",
+    ])
+    .await;
+    let fed_back = o.root.last_user(1);
+    assert!(fed_back.contains("`hits` is empty: nothing matched"), "{fed_back}");
 }
 
 /// Labels numbered items "positive" when they say "good", skipping item 2 of every batch so the
