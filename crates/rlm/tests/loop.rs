@@ -654,8 +654,8 @@ for h in hits:
     assert!(fed_back.contains("`hits` is empty: nothing matched"), "{fed_back}");
 }
 
-/// Labels numbered items "positive" when they say "good", skipping item 2 of every batch so the
-/// one-by-one retry is exercised.
+/// Labels numbered items "positive" when they say "good", skipping item 2 of every batch of more
+/// than two so the retry is exercised.
 struct Labeller;
 
 #[async_trait::async_trait]
@@ -667,17 +667,17 @@ impl LanguageModel for Labeller {
     async fn chat_stream(&self, request: &ChatRequest, _: &mut dyn DeltaSink) -> quarry_llm::Result<Completion> {
         let prompt = request.messages.last().unwrap().content.clone();
         let label = |t: &str| if t.contains("good") { "Positive" } else { "negative." };
-        let text = if let Some(item) = prompt.split("Item: ").nth(1) {
-            label(item).to_string()
-        } else {
-            prompt
-                .lines()
-                .filter_map(|l| l.split_once(". ").filter(|(n, _)| n.parse::<usize>().is_ok()))
-                .filter(|(n, _)| *n != "2")
-                .map(|(n, t)| format!("{n}. {}", label(t)))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
+        // The items sit between "Items:" and the rule after them.
+        let items = prompt.split("Items:\n").nth(1).unwrap().split("\n\n").next().unwrap();
+        let numbered: Vec<(&str, &str)> =
+            items.lines().filter_map(|l| l.split_once(". ").filter(|(n, _)| n.parse::<usize>().is_ok())).collect();
+        let skip_second = numbered.len() > 2;
+        let text = numbered
+            .iter()
+            .filter(|(n, _)| !(skip_second && *n == "2"))
+            .map(|(n, t)| format!("{n}. {}", label(t)))
+            .collect::<Vec<_>>()
+            .join("\n");
         Ok(completion(text))
     }
 }
@@ -693,8 +693,8 @@ async fn llm_classify_labels_every_item_in_batches_and_retries_what_was_skipped(
     let r = rlm.run(&folder, "Q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
     let fed_back = root.last_user(1);
     assert!(fed_back.contains("['positive', 'negative', 'positive', 'negative', 'positive']"), "{fed_back}");
-    // Two batch prompts, then items 2 and 5 (the second of each batch) asked alone.
-    assert_eq!(r.sub_calls, 4);
+    // Two batch prompts (3 + 2 items: item 2 skipped), then item 2 asked again.
+    assert_eq!(r.sub_calls, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,4 +720,17 @@ async fn after_a_reply_without_code_the_next_turn_may_only_be_code() {
     let rlm = Rlm::new(root.clone(), Sub::new(), RlmConfig { accepts_grammar: false, ..config(Budget::default()) });
     rlm.run(&folder, "Q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
     assert!(root.requests().iter().all(|r| r.constraint.grammar.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_classify_does_not_spend_the_budget_retrying_a_sub_model_that_ignores_the_format() {
+    // The echoing sub model repeats the prompt, whose example reply labels items 1 and 2 of each
+    // batch; the other 24 of 30 stay unlabelled, too many to ask again.
+    let o = run(&[
+        "```repl\nlabels = llm_classify(['w%d' % i for i in range(30)], ['alpha', 'beta'], batch=10)\nprint(labels.count(None))\n```",
+        "FINAL(done)",
+    ])
+    .await;
+    assert!(o.root.last_user(1).contains("Output of code block 1:\n24\n"), "{}", o.root.last_user(1));
+    assert_eq!(o.result.sub_calls, 3, "three batches, no retries");
 }

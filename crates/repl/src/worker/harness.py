@@ -529,10 +529,12 @@ def _match_label(text, labels):
     return None
 
 
-def llm_classify(items, labels, instruction=None, batch=20):
+def llm_classify(items, labels, instruction=None, batch=10):
     """Label every item with one of `labels` using the sub-model, `batch` items per prompt, all
     prompts at once. Returns a list as long as `items`: a label, or None where the sub-model's
-    reply named none (items it skipped are asked again one by one first)."""
+    reply named none. Items a batch reply skipped are asked again in batches of 3 when they are at
+    most half of all items (a sub-model that ignores the format would otherwise spend the whole
+    sub-call budget on retries)."""
     items = [str(x) for x in items]
     labels = [str(l) for l in labels]
     if not labels:
@@ -540,32 +542,33 @@ def llm_classify(items, labels, instruction=None, batch=20):
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError("batch must be a positive int")
     head = (str(instruction).strip() + "\n") if instruction else ""
-    allowed = "Labels: " + "; ".join(labels) + "."
-    prompts, starts = [], []
-    for start in range(0, len(items), batch):
-        group = items[start:start + batch]
+    allowed = "Allowed labels: " + "; ".join(labels) + "."
+
+    def prompt(group):
+        # Small models answer the items unless the format is shown: items first, then the rule,
+        # then an example reply.
         body = "\n".join("%d. %s" % (j + 1, " ".join(t.split())[:600]) for j, t in enumerate(group))
-        prompts.append(
-            head + "Choose one label for each numbered item. " + allowed
-            + "\nReply with exactly %d lines, one per item, in the form '<number>. <label>', and nothing else.\n\n" % len(group)
-            + body
+        example = "\n".join("%d. %s" % (j + 1, labels[j % len(labels)]) for j in range(min(2, len(group))))
+        return (
+            head + "Classify each numbered item below. Do not answer or explain the items.\n\nItems:\n" + body
+            + "\n\n" + allowed + "\nReply with one line per item: the item's number, a period, and one allowed label. Example reply:\n"
+            + example + "\n"
         )
-        starts.append((start, len(group)))
+
+    def ask(indices, size):
+        groups = [indices[k:k + size] for k in range(0, len(indices), size)]
+        replies = llm_query_batched([prompt([items[i] for i in g]) for g in groups]) if groups else []
+        for g, reply in zip(groups, replies):
+            for line in str(reply).splitlines():
+                m = re.match(r"\s*\**\s*(\d+)\s*[.):\-]\s*(.+)", line)
+                if m and 0 < int(m.group(1)) <= len(g) and out[g[int(m.group(1)) - 1]] is None:
+                    out[g[int(m.group(1)) - 1]] = _match_label(m.group(2), labels)
+
     out = [None] * len(items)
-    for (start, n), reply in zip(starts, llm_query_batched(prompts) if prompts else []):
-        for line in str(reply).splitlines():
-            m = re.match(r"\s*\**\s*(\d+)\s*[.):\-]\s*(.+)", line)
-            if m and 0 < int(m.group(1)) <= n and out[start + int(m.group(1)) - 1] is None:
-                out[start + int(m.group(1)) - 1] = _match_label(m.group(2), labels)
+    ask(list(range(len(items))), batch)
     missing = [i for i, v in enumerate(out) if v is None]
-    if missing:
-        single = [
-            head + "Choose one label for this item. " + allowed + "\nReply with the label only.\n\nItem: "
-            + " ".join(items[i].split())[:2000]
-            for i in missing
-        ]
-        for i, reply in zip(missing, llm_query_batched(single)):
-            out[i] = _match_label(reply, labels)
+    if missing and len(missing) * 2 <= len(items):
+        ask(missing, 3)
     return out
 
 
