@@ -380,6 +380,16 @@ impl Rlm {
                 let mut block = block.clone();
                 let mut result = run.execute(block.code.clone(), &mut on_event).await?;
                 let mut repaired_from = None;
+                // `FINAL(The code is 7391.)` alone in a block is an answer written in a code fence,
+                // not Python: take its text, as a FINAL line in prose would be.
+                if is_syntax_error(&result) {
+                    if let Some(text) = bare_final(&block.code) {
+                        on_event(&Event::ReplResult { iteration: index, index: i + 1, result: result.clone() });
+                        runs.push(BlockRun { block, result, repaired_from });
+                        answer = Some((text, AnswerSource::Prose));
+                        break;
+                    }
+                }
                 if self.config.repair_syntax && is_syntax_error(&result) {
                     if let Some(fixed) = run.repair(self, &block.code, &result, &cancel, &mut on_event).await? {
                         on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: fixed.clone() });
@@ -681,6 +691,18 @@ fn repeats_last_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> bool {
     !blocks.is_empty()
         && last.code_blocks.iter().all(|r| r.result.error.is_none())
         && last.code_blocks.iter().map(|r| r.block.code.trim()).eq(blocks.iter().map(|b| b.code.trim()))
+}
+
+/// The text of a block that is one `FINAL(...)` line.
+fn bare_final(code: &str) -> Option<String> {
+    let line = code.trim();
+    if line.lines().count() != 1 {
+        return None;
+    }
+    match parse_reply(line).final_answer {
+        Some(FinalAnswer::Text(t)) => Some(t),
+        _ => None,
+    }
 }
 
 /// Nothing of a block that does not compile has run, so repairing it changes no state.

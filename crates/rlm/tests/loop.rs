@@ -734,3 +734,13 @@ async fn llm_classify_does_not_spend_the_budget_retrying_a_sub_model_that_ignore
     assert!(o.root.last_user(1).contains("Output of code block 1:\n24\n"), "{}", o.root.last_user(1));
     assert_eq!(o.result.sub_calls, 3, "three batches, no retries");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_line_written_as_a_code_block_is_the_answer() {
+    let o =
+        run(&["```repl\nprint(grep('needle')[0]['text'])\n```", "```repl\nFINAL(The needle is 42 (a.txt:2).)\n```"])
+            .await;
+    assert_eq!(o.result.answer.as_deref(), Some("The needle is 42 (a.txt:2)."));
+    assert_eq!(o.result.stop_reason, StopReason::Final);
+    assert_eq!(o.root.requests().len(), 2, "no repair round for it");
+}
