@@ -234,7 +234,7 @@ impl Live {
 }
 
 /// One readable line (or a few) per loop event; model deltas are not echoed, the code is.
-pub fn render(event: &Event) {
+fn render(event: &Event) {
     match event {
         Event::IterationStarted { index, .. } => eprintln!("── iteration {index}"),
         Event::CodeBlock { code, .. } => {

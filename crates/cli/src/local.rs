@@ -99,14 +99,8 @@ impl Models {
         };
 
         // Local models: resolved (and their files checked) before anything starts.
-        let root_path = match &args.root_url {
-            None => Some(store.resolve(&root_id)?),
-            Some(_) => None,
-        };
-        let sub_path = match &args.sub_url {
-            None => Some(store.resolve(&sub_id)?),
-            Some(_) => None,
-        };
+        let root_path = args.root_url.is_none().then(|| store.resolve(&root_id)).transpose()?;
+        let sub_path = args.sub_url.is_none().then(|| store.resolve(&sub_id)).transpose()?;
         // The root's tokenizer: its GGUF when there is one locally (a remote root named by a
         // catalog id or path counts exactly too); otherwise an estimate with a safety margin.
         let tokens: Arc<dyn Tokens + Send + Sync> = match root_path.clone().or_else(|| store.resolve(&root_id).ok()) {

@@ -9,14 +9,14 @@ use std::time::Instant;
 
 use quarry_index::Folder;
 use quarry_llm::local::Tokens;
-use quarry_llm::{ChatRequest, DeltaSink, FinishReason, LanguageModel, Usage};
+use quarry_llm::{ChatRequest, FinishReason, LanguageModel, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::StopReason;
 use crate::cite::{cite, cite_with_sources, Citation};
 use crate::direct::DirectPrompt;
 use crate::rag::{RagPrompt, PASSAGE_CHARS};
-use crate::rlm::{Rlm, RlmConfig};
+use crate::rlm::{Rlm, RlmConfig, Stream};
 use crate::trajectory::{Event, Trajectory};
 use crate::Result;
 
@@ -164,7 +164,7 @@ impl Analyst {
             on_event(&Event::Notice { message: n.clone() });
         }
         let request = ChatRequest { max_tokens: Some(c.answer_tokens), ..ChatRequest::new(messages) };
-        let mut sink = Deltas { on_event: &mut on_event, cancel: &cancel };
+        let mut sink = Stream { on_event: &mut on_event, cancel: &cancel };
         let completion = self.root.chat_stream(&request, &mut sink).await?;
         let stop_reason = match completion.finish_reason {
             FinishReason::Stop => StopReason::Final,
@@ -185,21 +185,5 @@ impl Analyst {
             notices,
             trajectory: None,
         })
-    }
-}
-
-struct Deltas<'a, F> {
-    on_event: &'a mut F,
-    cancel: &'a AtomicBool,
-}
-
-impl<F: FnMut(&Event) + Send> DeltaSink for Deltas<'_, F> {
-    fn delta(&mut self, text: &str) -> bool {
-        (self.on_event)(&Event::ModelDelta { text: text.into() });
-        !self.cancelled()
-    }
-
-    fn cancelled(&self) -> bool {
-        self.cancel.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -36,16 +36,7 @@ impl DirectPrompt {
         answer_tokens: usize,
     ) -> Result<DirectPrompt> {
         let question = question.trim();
-        if question.is_empty() {
-            return Err(Error::EmptyQuestion);
-        }
-        let user = |docs: &str| format!("{docs}\nQuestion: {question}");
-        let empty = vec![ChatMessage::system(SYSTEM.trim()), ChatMessage::user(user(""))];
-        let overhead = model.count_tokens(&model.render_chat(&empty)?);
-        let budget = window
-            .checked_sub(overhead + answer_tokens)
-            .filter(|b| *b > 0)
-            .ok_or(Error::WindowTooSmall { window, answer: answer_tokens })?;
+        let budget = room_for_body(model, SYSTEM, question, window, answer_tokens)?;
 
         let mut docs = String::new();
         let mut used = 0usize;
@@ -88,7 +79,7 @@ impl DirectPrompt {
                 omitted.push(doc.path.clone());
             }
         }
-        let messages = vec![ChatMessage::system(SYSTEM.trim()), ChatMessage::user(user(&docs))];
+        let messages = one_pass(SYSTEM, &docs, question);
         let prompt_tokens = model.count_tokens(&model.render_chat(&messages)?);
         Ok(DirectPrompt { messages, whole, cut, omitted, prompt_tokens })
     }
@@ -97,6 +88,31 @@ impl DirectPrompt {
     pub fn is_truncated(&self) -> bool {
         self.cut.is_some() || !self.omitted.is_empty()
     }
+}
+
+/// A one-pass prompt: the system prompt, then `body` (documents or passages) and the question.
+pub(crate) fn one_pass(system: &str, body: &str, question: &str) -> Vec<ChatMessage> {
+    vec![ChatMessage::system(system.trim()), ChatMessage::user(format!("{body}\nQuestion: {question}"))]
+}
+
+/// Tokens left for the body of a one-pass prompt in `window`, after the rest of the prompt and
+/// `answer_tokens` for the reply. The direct and rag baselines share it, so they get the same
+/// budget.
+pub(crate) fn room_for_body(
+    model: &dyn Tokens,
+    system: &str,
+    question: &str,
+    window: usize,
+    answer_tokens: usize,
+) -> Result<usize> {
+    if question.trim().is_empty() {
+        return Err(Error::EmptyQuestion);
+    }
+    let overhead = model.count_tokens(&model.render_chat(&one_pass(system, "", question))?);
+    window
+        .checked_sub(overhead + answer_tokens)
+        .filter(|b| *b > 0)
+        .ok_or(Error::WindowTooSmall { window, answer: answer_tokens })
 }
 
 fn block(path: &str, text: &str) -> String {

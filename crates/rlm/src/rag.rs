@@ -5,7 +5,8 @@
 use quarry_index::{passages, Bm25, Folder, Passage};
 use quarry_llm::local::{ChatMessage, Tokens};
 
-use crate::{Error, Result};
+use crate::direct::{one_pass, room_for_body};
+use crate::Result;
 
 const SYSTEM: &str = include_str!("../../../assets/prompts/rag.md");
 
@@ -36,16 +37,7 @@ impl RagPrompt {
         passage_chars: usize,
     ) -> Result<RagPrompt> {
         let question = question.trim();
-        if question.is_empty() {
-            return Err(Error::EmptyQuestion);
-        }
-        let user = |body: &str| format!("{body}\nQuestion: {question}");
-        let empty = vec![ChatMessage::system(SYSTEM.trim()), ChatMessage::user(user(""))];
-        let overhead = model.count_tokens(&model.render_chat(&empty)?);
-        let budget = window
-            .checked_sub(overhead + answer_tokens)
-            .filter(|b| *b > 0)
-            .ok_or(Error::WindowTooSmall { window, answer: answer_tokens })?;
+        let budget = room_for_body(model, SYSTEM, question, window, answer_tokens)?;
 
         let index = Bm25::new(passages(folder.documents(), passage_chars));
         let ranked = index.search(question, usize::MAX);
@@ -73,7 +65,7 @@ impl RagPrompt {
             used += t;
             chosen.push(p.clone());
         }
-        let messages = vec![ChatMessage::system(SYSTEM.trim()), ChatMessage::user(user(&body))];
+        let messages = one_pass(SYSTEM, &body, question);
         let prompt_tokens = model.count_tokens(&model.render_chat(&messages)?);
         Ok(RagPrompt { messages, passages: chosen, matched, prompt_tokens })
     }

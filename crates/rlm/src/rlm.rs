@@ -526,8 +526,20 @@ impl Run {
             request.stop = vec![BLOCK_END.into()];
         }
         request.constraint.grammar = grammar.map(String::from);
+        self.ask_root(rlm, &request, cancel, on_event).await
+    }
+
+    /// Every root-model call — turns, answer probes, repairs — goes through here: streamed as
+    /// events, its tokens counted against the run, a failure reported before it ends the run.
+    async fn ask_root<F: FnMut(&Event) + Send>(
+        &mut self,
+        rlm: &Rlm,
+        request: &ChatRequest,
+        cancel: &AtomicBool,
+        on_event: &mut F,
+    ) -> Result<Completion> {
         let mut sink = Stream { on_event, cancel };
-        match rlm.root.chat_stream(&request, &mut sink).await {
+        match rlm.root.chat_stream(request, &mut sink).await {
             Ok(c) => {
                 self.root_usage += c.usage;
                 Ok(c)
@@ -579,9 +591,7 @@ impl Run {
         request.stop = vec!["```".into()];
         request.constraint.grammar =
             (rlm.config.accepts_grammar && rlm.config.root_grammar).then(|| PROBE_GRAMMAR.to_string());
-        let mut sink = Stream { on_event, cancel };
-        let c = rlm.root.chat_stream(&request, &mut sink).await?;
-        self.root_usage += c.usage;
+        let c = self.ask_root(rlm, &request, cancel, on_event).await?;
         self.messages.push(ChatMessage::assistant(c.text.clone()));
         Ok(parse_reply(&c.text).final_answer)
     }
@@ -606,10 +616,8 @@ impl Run {
         ]);
         request.max_tokens = rlm.config.root_max_tokens;
         request.sampling = rlm.config.sampling.clone();
-        let mut sink = Stream { on_event, cancel };
-        let c = rlm.root.chat_stream(&request, &mut sink).await?;
-        self.root_usage += c.usage;
-        let fixed = parse_reply(&close_stopped_block(&c, false)).blocks.into_iter().next().map(|b| b.code);
+        let c = self.ask_root(rlm, &request, cancel, on_event).await?;
+        let fixed = parse_reply(&c.text).blocks.into_iter().next().map(|b| b.code);
         Ok(fixed.filter(|f| f.trim() != code.trim() && !f.trim().is_empty()))
     }
 
@@ -653,10 +661,11 @@ impl Run {
     }
 }
 
-/// Streams root deltas out as events and lets the cancel flag stop generation.
-struct Stream<'a, F> {
-    on_event: &'a mut F,
-    cancel: &'a AtomicBool,
+/// Streams root deltas out as events and lets the cancel flag stop generation (the one-pass
+/// modes use it too).
+pub(crate) struct Stream<'a, F> {
+    pub(crate) on_event: &'a mut F,
+    pub(crate) cancel: &'a AtomicBool,
 }
 
 impl<F: FnMut(&Event) + Send> DeltaSink for Stream<'_, F> {
