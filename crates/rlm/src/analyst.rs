@@ -164,7 +164,7 @@ impl Analyst {
             on_event(&Event::Notice { message: n.clone() });
         }
         let request = ChatRequest { max_tokens: Some(c.answer_tokens), ..ChatRequest::new(messages) };
-        let mut sink = Stream { on_event: &mut on_event, cancel: &cancel };
+        let mut sink = Stream { on_event: &mut on_event, cancel: &cancel, guard: None };
         let completion = self.root.chat_stream(&request, &mut sink).await?;
         let stop_reason = match completion.finish_reason {
             FinishReason::Stop => StopReason::Final,

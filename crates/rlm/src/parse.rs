@@ -44,6 +44,9 @@ pub struct Reply {
     pub final_answer: Option<FinalAnswer>,
     /// A code fence was opened and never closed; its code was not taken.
     pub unterminated: bool,
+    /// The unterminated block's code and the byte offset in the reply where that code starts,
+    /// so a reply cut off mid-block can be salvaged up to the cut.
+    pub open_block: Option<(usize, String)>,
 }
 
 const LANGS: &[&str] = &["repl", "python", "python3", "py"];
@@ -54,9 +57,12 @@ pub fn parse_reply(text: &str) -> Reply {
     // Prose lines with their byte offsets, so a FINAL( argument can run across lines.
     let mut prose = String::new();
     let mut open: Option<(String, String)> = None; // (lang, code so far)
+    let mut code_start = 0; // where the open block's code starts
     let mut in_other_fence = false; // a bare or non-Python fence: skipped, but still not prose
+    let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim();
+        offset += line.len();
         if let Some((lang, code)) = open.as_mut() {
             if trimmed == "```" {
                 reply.blocks.push(CodeBlock { lang: std::mem::take(lang), code: std::mem::take(code) });
@@ -76,6 +82,7 @@ pub fn parse_reply(text: &str) -> Reply {
             let tag = tag.trim();
             if LANGS.iter().any(|l| l.eq_ignore_ascii_case(tag)) {
                 open = Some((tag.to_ascii_lowercase(), String::new()));
+                code_start = offset;
             } else if tag.chars().all(|c| c.is_ascii_alphanumeric() || "+-_.".contains(c)) {
                 in_other_fence = true;
             } else {
@@ -86,8 +93,9 @@ pub fn parse_reply(text: &str) -> Reply {
         }
         prose.push_str(line);
     }
-    if open.is_some() {
+    if let Some((_, code)) = open {
         reply.unterminated = true;
+        reply.open_block = Some((code_start, code));
     }
     reply.final_answer = find_final(&prose);
     reply
@@ -226,10 +234,13 @@ mod tests {
 
     #[test]
     fn unterminated_block_is_reported_and_not_run() {
-        let r = parse_reply("```repl\nfor x in range(3):\n    print(x)\nFINAL(3)");
+        let t = "Plan.\n```repl\nfor x in range(3):\n    print(x)\nFINAL(3)";
+        let r = parse_reply(t);
         assert!(r.blocks.is_empty());
         assert!(r.unterminated);
         assert_eq!(r.final_answer, None, "FINAL inside the unterminated block is code, not prose");
+        let (start, code) = r.open_block.clone().expect("the open block is kept aside");
+        assert_eq!(&t[start..], code, "the offset points at the block's code");
     }
 
     #[test]

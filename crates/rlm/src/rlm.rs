@@ -262,6 +262,7 @@ impl Rlm {
                 )),
             ],
             root_usage: Usage::default(),
+            looped: false,
         };
         let mut trajectory = Trajectory {
             metadata: Metadata {
@@ -313,7 +314,7 @@ impl Rlm {
             };
             // Greedy decoding repeats itself; after the model has repeated a block and said it has
             // no answer, one sampled turn breaks the loop.
-            let sampling = if resample_next {
+            let sampling = if std::mem::take(&mut resample_next) {
                 Sampling {
                     temperature: 0.7,
                     seed: self.config.sampling.seed.wrapping_add(index as u32),
@@ -322,13 +323,23 @@ impl Rlm {
             } else {
                 self.config.sampling.clone()
             };
-            resample_next = false;
             let completion = run.root_turn(self, grammar, sampling, &cancel, &mut on_event).await?;
             if completion.finish_reason == FinishReason::Cancelled || cancel.load(Ordering::Relaxed) {
                 break StopReason::Cancelled;
             }
             let text = close_stopped_block(&completion, self.config.stop_at_block_end);
-            let reply = parse_reply(&text);
+            let (text, mut reply, mut defect) = cut_to_what_runs(text, completion.finish_reason);
+            // A block of comments alone is a plan written as code: nothing to run.
+            if !reply.blocks.is_empty() && reply.blocks.iter().all(|b| comment_only(&b.code)) {
+                reply.blocks.clear();
+                if defect == Defect::None {
+                    defect = Defect::CommentsOnly;
+                }
+            }
+            // Nothing ran and greedy decoding would write the same reply again.
+            if matches!(defect, Defect::Cut { salvaged: false }) {
+                resample_next = true;
+            }
             run.messages.push(ChatMessage::assistant(text.clone()));
 
             // A small model that has seen its answer often writes the same code again rather
@@ -366,7 +377,7 @@ impl Rlm {
                 consecutive_errors += 1;
                 resample_next = true;
                 run.messages.push(ChatMessage::user(format!(
-                    "Then write different code that finds what is missing.\nQuestion: {question}"
+                    "You wrote the same code as last time; running it again shows nothing new. Write different code that finds what is missing.\nQuestion: {question}"
                 )));
                 continue;
             }
@@ -457,7 +468,7 @@ impl Rlm {
             consecutive_errors = if failed { consecutive_errors + 1 } else { 0 };
             no_code_last_turn = reply.blocks.is_empty() && reply.final_answer.is_none();
             let mut feedback =
-                feedback(&reply.blocks, &runs, reply.unterminated, final_note.as_deref(), question, run.feedback_chars);
+                feedback(&reply.blocks, &runs, defect, final_note.as_deref(), question, run.feedback_chars);
             // Small models loop on one block; say so, since seeing the same output again does
             // not make them move on.
             let previous = trajectory.iterations.iter().rev().nth(1).map(|it| &it.code_blocks);
@@ -508,6 +519,8 @@ struct Run {
     feedback_chars: usize,
     messages: Vec<ChatMessage>,
     root_usage: Usage,
+    /// The last guarded root call was cut by the [`RepetitionGuard`].
+    looped: bool,
 }
 
 impl Run {
@@ -526,7 +539,12 @@ impl Run {
             request.stop = vec![BLOCK_END.into()];
         }
         request.constraint.grammar = grammar.map(String::from);
-        self.ask_root(rlm, &request, cancel, on_event).await
+        let mut c = self.ask_root_guarded(rlm, &request, true, cancel, on_event).await?;
+        if self.looped && c.finish_reason == FinishReason::Cancelled && !cancel.load(Ordering::Relaxed) {
+            on_event(&Event::Notice { message: "the root model repeated itself; its turn was cut there".into() });
+            c.finish_reason = FinishReason::Length;
+        }
+        Ok(c)
     }
 
     /// Every root-model call — turns, answer probes, repairs — goes through here: streamed as
@@ -538,8 +556,22 @@ impl Run {
         cancel: &AtomicBool,
         on_event: &mut F,
     ) -> Result<Completion> {
-        let mut sink = Stream { on_event, cancel };
-        match rlm.root.chat_stream(request, &mut sink).await {
+        self.ask_root_guarded(rlm, request, false, cancel, on_event).await
+    }
+
+    /// [`Run::ask_root`], optionally cutting a reply that loops (sets [`Run::looped`]).
+    async fn ask_root_guarded<F: FnMut(&Event) + Send>(
+        &mut self,
+        rlm: &Rlm,
+        request: &ChatRequest,
+        guarded: bool,
+        cancel: &AtomicBool,
+        on_event: &mut F,
+    ) -> Result<Completion> {
+        let mut sink = Stream { on_event, cancel, guard: guarded.then(RepetitionGuard::default) };
+        let result = rlm.root.chat_stream(request, &mut sink).await;
+        self.looped = sink.guard.is_some_and(|g| g.tripped);
+        match result {
             Ok(c) => {
                 self.root_usage += c.usage;
                 Ok(c)
@@ -574,8 +606,8 @@ impl Run {
         self.execute(format!("FINAL_VAR({literal})"), on_event).await
     }
 
-    /// Asks, with code ruled out, whether what the model has seen answers the question. The
-    /// exchange stays in the conversation so the model knows it was asked.
+    /// Asks, with code ruled out, whether what the model has seen answers the question. An
+    /// answer stays in the conversation; a "no" is taken out of it.
     async fn answer_probe<F: FnMut(&Event) + Send>(
         &mut self,
         rlm: &Rlm,
@@ -592,8 +624,15 @@ impl Run {
         request.constraint.grammar =
             (rlm.config.accepts_grammar && rlm.config.root_grammar).then(|| PROBE_GRAMMAR.to_string());
         let c = self.ask_root(rlm, &request, cancel, on_event).await?;
-        self.messages.push(ChatMessage::assistant(c.text.clone()));
-        Ok(parse_reply(&c.text).final_answer)
+        let answer = parse_reply(&c.text).final_answer;
+        if answer.is_some() {
+            self.messages.push(ChatMessage::assistant(c.text.clone()));
+        } else {
+            // A "NOT FOUND" left in the conversation gets copied: the 1.5B model later gave
+            // it as its final answer with the needle in view.
+            self.messages.pop();
+        }
+        Ok(answer)
     }
 
     /// One repair round for a block that does not compile: a fresh request holding only the code
@@ -666,17 +705,131 @@ impl Run {
 pub(crate) struct Stream<'a, F> {
     pub(crate) on_event: &'a mut F,
     pub(crate) cancel: &'a AtomicBool,
+    /// Cuts a reply that has fallen into a loop (root turns only).
+    pub(crate) guard: Option<RepetitionGuard>,
 }
 
 impl<F: FnMut(&Event) + Send> DeltaSink for Stream<'_, F> {
     fn delta(&mut self, text: &str) -> bool {
         (self.on_event)(&Event::ModelDelta { text: text.into() });
-        !self.cancel.load(Ordering::Relaxed)
+        let looping = self.guard.as_mut().is_some_and(|g| !g.push(text));
+        !looping && !self.cancel.load(Ordering::Relaxed)
     }
 
     fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
+}
+
+/// Watches a streamed reply for the loop small models fall into: the 1.5B model wrote the same
+/// four comment lines over and over until the turn's token limit (two minutes here), and since
+/// greedy decoding gives the same reply to the same conversation, three turns running.
+#[derive(Debug, Default)]
+pub(crate) struct RepetitionGuard {
+    line: String,
+    seen: std::collections::HashMap<String, usize>,
+    tripped: bool,
+}
+
+impl RepetitionGuard {
+    /// A comment line may appear this often; the next one ends the reply.
+    const COMMENT_REPEATS: usize = 2;
+    /// Any other line: code repeats lines legitimately (a print loop after each of four greps).
+    const LINE_REPEATS: usize = 5;
+
+    /// Takes the next piece of the reply; false once it is looping.
+    fn push(&mut self, text: &str) -> bool {
+        for c in text.chars() {
+            if c != '\n' {
+                self.line.push(c);
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let line = line.trim();
+            // Short lines ("# ---", "print()", "else:") repeat in honest code.
+            if line.chars().filter(|c| c.is_alphabetic()).count() < 8 {
+                continue;
+            }
+            let n = self.seen.entry(line.to_string()).or_default();
+            *n += 1;
+            let limit = if line.starts_with('#') { Self::COMMENT_REPEATS } else { Self::LINE_REPEATS };
+            if *n > limit {
+                self.tripped = true;
+            }
+        }
+        !self.tripped
+    }
+}
+
+/// What is left of a block cut off mid-way (by the token limit or the repetition guard): the
+/// lines before the cut, without a half-written last line, repeated comments or trailing
+/// comments. `None` when no code is left.
+fn salvage_cut_block(code: &str) -> Option<String> {
+    let mut lines: Vec<&str> = code.split_inclusive('\n').collect();
+    if lines.last().is_some_and(|l| !l.ends_with('\n')) {
+        lines.pop();
+    }
+    let mut comments = std::collections::HashSet::new();
+    let mut kept: Vec<&str> = lines
+        .into_iter()
+        .filter(|l| {
+            let t = l.trim();
+            !t.starts_with('#') || comments.insert(t)
+        })
+        .collect();
+    while kept.last().is_some_and(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t.ends_with(':')
+    }) {
+        kept.pop();
+    }
+    let code: String = kept.concat();
+    code.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with('#')).then_some(code)
+}
+
+/// What kept (part of) a reply from running as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Defect {
+    None,
+    /// A block was opened and never closed, and the reply was not cut: it did not run.
+    Unterminated,
+    /// The reply was cut mid-block (token limit or repetition); `salvaged` when the code
+    /// before the cut ran.
+    Cut {
+        salvaged: bool,
+    },
+    /// The only block held nothing but comments.
+    CommentsOnly,
+}
+
+/// A reply cut off inside a block keeps the code before the cut, closed so it runs; the
+/// conversation gets that shortened reply rather than the loop that filled the turn, which the
+/// model would otherwise copy.
+fn cut_to_what_runs(text: String, finish: FinishReason) -> (String, crate::parse::Reply, Defect) {
+    let reply = parse_reply(&text);
+    let Some((start, code)) = reply.open_block.clone() else {
+        return (text, reply, Defect::None);
+    };
+    if finish != FinishReason::Length {
+        return (text, reply, Defect::Unterminated);
+    }
+    let (kept, salvaged) = match salvage_cut_block(&code) {
+        Some(kept) => (kept, true),
+        // Keep the first comments as a trace of what the model meant; they run as nothing.
+        None => {
+            let mut seen = std::collections::HashSet::new();
+            let whole_lines = code.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            (whole_lines.filter(|l| seen.insert(l.trim())).take(3).collect(), false)
+        }
+    };
+    let text = format!("{}{}\n```", &text[..start], kept.trim_end());
+    let reply = parse_reply(&text);
+    (text, reply, Defect::Cut { salvaged })
+}
+
+/// A block with nothing but comments and blank lines: small models write their plan as one.
+fn comment_only(code: &str) -> bool {
+    code.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#'))
 }
 
 /// The stop string that ends a turn at a closing fence (an opening one has a language tag).
@@ -729,14 +882,24 @@ fn has_answer_dict(last: Option<&ReplResult>) -> bool {
 fn feedback(
     blocks: &[CodeBlock],
     runs: &[BlockRun],
-    unterminated: bool,
+    defect: Defect,
     final_note: Option<&str>,
     question: &str,
     chars: usize,
 ) -> String {
     let mut s = String::new();
-    if blocks.is_empty() && !unterminated && final_note.is_none() {
-        s.push_str("Your reply had no ```repl code block and no FINAL(answer) line, so nothing ran.\n");
+    match defect {
+        Defect::None if blocks.is_empty() && final_note.is_none() => {
+            s.push_str("Your reply had no ```repl code block and no FINAL(answer) line, so nothing ran.\n")
+        }
+        Defect::CommentsOnly => s.push_str("Your ```repl block held only comments, so nothing ran. Write the code.\n"),
+        Defect::Cut { salvaged: false } => s.push_str(
+            "Your reply was cut off at the turn's length limit before any code, so nothing ran. Write the code first, with at most one line of comment.\n",
+        ),
+        Defect::Cut { salvaged: true } => s.push_str(
+            "Your reply was cut off at the turn's length limit (it went on repeating itself); the code before the cut ran. Keep comments to one line.\n",
+        ),
+        _ => {}
     }
     for (i, run) in runs.iter().enumerate() {
         let r = &run.result;
@@ -784,7 +947,7 @@ fn feedback(
     if blocks.len() > runs.len() {
         s.push_str(&format!("{} later code block(s) did not run.\n", blocks.len() - runs.len()));
     }
-    if unterminated {
+    if defect == Defect::Unterminated {
         s.push_str("Your last ```repl block was not closed with a ``` line, so it did not run.\n");
     }
     if let Some(note) = final_note {
@@ -847,6 +1010,41 @@ mod tests {
     }
 
     #[test]
+    fn the_repetition_guard_trips_on_a_repeated_comment_not_on_honest_code() {
+        let mut g = RepetitionGuard::default();
+        let comment = "# Let's read the text of the document that contains the phrase\n";
+        assert!(g.push(comment) && g.push(comment));
+        assert!(!g.push(&comment[..10]) || !g.push(&comment[10..]), "the third copy, even split, trips");
+        let mut g = RepetitionGuard::default();
+        let code = "for h in hits[:10]:\n    print(h['path'], h['line'], h['text'])\n# ---\n# ---\n# ---\n";
+        assert!((0..4).all(|_| g.push(code)), "a print line four times and short separators are fine");
+        assert!(g.push("    print(h['path'], h['line'], h['text'])\n"));
+        assert!(!g.push("    print(h['path'], h['line'], h['text'])\n"), "but not six times");
+    }
+
+    #[test]
+    fn a_cut_block_keeps_the_code_before_the_cut() {
+        let cut =
+            "hits = grep('x')\n# look at it\nfor h in hits:\n    print(h)\n# look at it\n# then read\nfor d in hi";
+        assert_eq!(
+            salvage_cut_block(cut).as_deref(),
+            Some("hits = grep('x')\n# look at it\nfor h in hits:\n    print(h)\n")
+        );
+        assert_eq!(
+            salvage_cut_block("x = 1\nfor h in hits:\n").as_deref(),
+            Some("x = 1\n"),
+            "a header without a body goes"
+        );
+        assert_eq!(salvage_cut_block("# plan\n# more plan\n"), None);
+        assert!(comment_only("# a\n\n  # b\n") && !comment_only("# a\nx = 1\n"));
+        let (text, reply, defect) = cut_to_what_runs("Plan\n```repl\nx = 1\n# a\n# a\ny".into(), FinishReason::Length);
+        assert_eq!((text.as_str(), defect), ("Plan\n```repl\nx = 1\n```", Defect::Cut { salvaged: true }));
+        assert_eq!(reply.blocks.len(), 1);
+        let (_, _, defect) = cut_to_what_runs("```repl\nx = 1\n".into(), FinishReason::Stop);
+        assert_eq!(defect, Defect::Unterminated, "not cut: the model left it open");
+    }
+
+    #[test]
     fn truncate_keeps_head_and_tail() {
         assert_eq!(truncate("abcdef", 10), "abcdef");
         let t = truncate(&"x".repeat(50).replace("x", "ab"), 10);
@@ -867,13 +1065,13 @@ mod tests {
                 ..Default::default()
             },
         }];
-        let f = feedback(&blocks, &runs, true, None, "Q?", 100);
+        let f = feedback(&blocks, &runs, Defect::Unterminated, None, "Q?", 100);
         assert!(f.contains("Error: NameError: x"), "{f}");
         assert!(f.contains("restarted"), "{f}");
         assert!(f.contains("not closed"), "{f}");
         assert!(f.contains("REPL variables: hits (list, len 3)"), "{f}");
         assert!(f.contains("Question: Q?"), "{f}");
-        let f = feedback(&[], &[], false, None, "Q?", 100);
+        let f = feedback(&[], &[], Defect::None, None, "Q?", 100);
         assert!(f.starts_with("Your reply had no ```repl code block"), "{f}");
     }
 }

@@ -634,7 +634,11 @@ async fn repeating_the_last_code_asks_for_an_answer_instead_of_running_it_again(
     // NOT FOUND: the run goes on and is told to try something else.
     let o = run(&[grep, grep, "NOT FOUND", "```repl\nprint(read('a.txt', 2, 2))\n```", "FINAL(42 again)"]).await;
     assert_eq!(o.result.answer.as_deref(), Some("42 again"));
-    assert!(o.root.last_user(3).starts_with("Then write different code"), "{}", o.root.last_user(3));
+    assert!(o.root.last_user(3).contains("Write different code"), "{}", o.root.last_user(3));
+    assert!(
+        o.root.requests()[3].messages.iter().all(|m| !m.content.contains("NOT FOUND")),
+        "a \"no\" to the probe is not left for the model to copy"
+    );
     let temperatures: Vec<f32> = o.root.requests().iter().map(|r| r.sampling.temperature).collect();
     assert_eq!(temperatures, [0.0, 0.0, 0.0, 0.7, 0.0], "one sampled turn after the repeat, then greedy again");
 }
@@ -743,4 +747,45 @@ async fn a_final_line_written_as_a_code_block_is_the_answer() {
     assert_eq!(o.result.answer.as_deref(), Some("The needle is 42 (a.txt:2)."));
     assert_eq!(o.result.stop_reason, StopReason::Final);
     assert_eq!(o.root.requests().len(), 2, "no repair round for it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_that_loops_is_cut_and_the_code_before_the_loop_runs() {
+    let looping = format!(
+        "```repl\nhits = grep('needle')\nprint(hits[0]['text'])\n{}",
+        "# Now read the document that contains the needle and look at it\n".repeat(12)
+    );
+    let o = run(&[&looping, "FINAL(42)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    let first = &o.result.trajectory.iterations[0];
+    assert_eq!(first.code_blocks.len(), 1, "{first:?}");
+    assert_eq!(first.code_blocks[0].block.code, "hits = grep('needle')\nprint(hits[0]['text'])\n");
+    assert_eq!(first.response.matches("# Now read").count(), 0, "the loop is not kept: {}", first.response);
+    let fed_back = o.root.last_user(1);
+    assert!(fed_back.contains("cut off") && fed_back.contains("the needle is 42"), "{fed_back}");
+    assert!(o.events.iter().any(|e| matches!(e, Event::Notice { message } if message.contains("repeated itself"))));
+    assert_eq!(o.result.stop_reason, StopReason::Final);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_of_comments_runs_nothing_and_the_next_turn_is_sampled_code() {
+    let looping = format!("```repl\n{}", "# First we search the documents for the magic number\n".repeat(8));
+    let o = run(&[&looping, "```repl\nprint(grep('needle')[0]['text'])\n```", "FINAL(42)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    let first = &o.result.trajectory.iterations[0];
+    assert!(first.code_blocks.is_empty());
+    assert_eq!(first.response.matches("# First we search").count(), 1, "{}", first.response);
+    assert!(o.root.last_user(1).contains("before any code"), "{}", o.root.last_user(1));
+    let second = &o.root.requests()[1];
+    assert_eq!(second.sampling.temperature, 0.7, "greedy decoding would write the same loop");
+    assert!(second.constraint.grammar.as_deref().is_some_and(|g| g.contains("```repl")));
+    assert_eq!(o.root.requests()[2].sampling.temperature, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_of_only_comments_is_not_code() {
+    let o = run(&["```repl\n# grep for the needle, then read it\n```", "```repl\nprint(1)\n```", "FINAL(1)"]).await;
+    assert!(o.result.trajectory.iterations[0].code_blocks.is_empty());
+    assert!(o.root.last_user(1).contains("only comments"), "{}", o.root.last_user(1));
+    assert!(o.root.requests()[1].constraint.grammar.is_some(), "the next turn may only be code");
 }
