@@ -200,6 +200,7 @@ impl LanguageModel for OpenAiClient {
         let mut finish = FinishReason::Stop;
         let mut last = Value::Null;
         let mut ttft = None;
+        let mut deltas = 0usize;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         'read: loop {
             let chunk = tokio::select! {
@@ -228,6 +229,7 @@ impl LanguageModel for OpenAiClient {
                 if let Some(delta) = choice["delta"]["content"].as_str().filter(|d| !d.is_empty()) {
                     ttft.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
                     text.push_str(delta);
+                    deltas += 1;
                     if !sink.delta(delta) || sink.cancelled() {
                         finish = FinishReason::Cancelled;
                         break 'read;
@@ -242,7 +244,14 @@ impl LanguageModel for OpenAiClient {
             }
         }
         let ttft = ttft.unwrap_or_else(|| started.elapsed().as_secs_f64() * 1e3);
-        Ok(completion_from(&last, text, finish, ttft, &self.model))
+        let stopped_early = last.is_null();
+        let mut c = completion_from(&last, text, finish, ttft, &self.model);
+        // A stream stopped by the caller never gets the usage event; servers send about one
+        // token per delta, so the tokens generated still count against a run's budget.
+        if stopped_early && c.usage.completion_tokens == 0 {
+            c.usage.completion_tokens = deltas;
+        }
+        Ok(c)
     }
 }
 

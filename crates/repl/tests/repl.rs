@@ -494,3 +494,60 @@ fn prompts_built_from_chunks_name_their_sources() {
     run(&mut repl, "llm_query('Summarise:\\n' + cs[1])");
     assert!(take(&host).is_empty());
 }
+
+#[test]
+fn symbols_and_imports_read_python_structure_not_text() {
+    let mut repl = repl();
+    let module = "\
+import os, os.path as osp
+from collections import Counter
+from . import sibling
+from ..util import helper
+s = 'class NotAClass(Base): def parse_fake(): pass'
+# def parse_comment(): and import tempfile
+class Suite(unittest.TestCase, Mixin):
+    def parse_a(self):
+        def parse_inner():
+            pass
+    async def run(self):
+        pass
+    if True:
+        def parse_b(self):
+            pass
+class Other(TestCase):
+    class Nested:
+        def deep(self):
+            pass
+def parse_top():
+    pass
+";
+    repl.load_context(&Context::Documents(vec![
+        ContextDocument { path: "pkg/sub/mod.py".into(), text: module.into() },
+        ContextDocument { path: "pkg/broken.py".into(), text: "def (:\n".into() },
+        ContextDocument { path: "notes.txt".into(), text: "class Fake(TestCase):\n".into() },
+    ]))
+    .unwrap();
+    let count = |repl: &mut Repl, expr: &str| run(repl, expr).value.unwrap_or_else(|| panic!("no value for {expr}"));
+    assert_eq!(
+        count(&mut repl, "[(s['name'], s['kind'], s['parent']) for s in symbols(name='parse_')]"),
+        "[('parse_a', 'method', 'Suite'), ('parse_inner', 'function', 'parse_a'), ('parse_b', 'method', 'Suite'), \
+         ('parse_top', 'function', None)]",
+        "defs inside if-bodies keep their scope; strings and comments do not count"
+    );
+    assert_eq!(
+        count(&mut repl, "[(s['name'], s['bases']) for s in symbols(kind='class')]"),
+        "[('Suite', ['unittest.TestCase', 'Mixin']), ('Other', ['TestCase']), ('Nested', [])]"
+    );
+    assert_eq!(count(&mut repl, "len([s for s in symbols(kind='method') if s['parent'] == 'Suite'])"), "3");
+    assert_eq!(count(&mut repl, "[s['async'] for s in symbols('run')]"), "[True]");
+    let r = run(&mut repl, "[(i['module'], i['line']) for i in imports()]");
+    assert_eq!(
+        r.value.as_deref(),
+        Some("[('os', 1), ('os.path', 1), ('collections', 2), ('pkg.sub', 3), ('pkg.util', 4)]"),
+        "relative imports are resolved against the file's package"
+    );
+    assert!(r.stderr.contains("pkg/broken.py"), "a file that does not parse is named: {r:#?}");
+    assert_eq!(count(&mut repl, "len(imports('os'))"), "2");
+    assert_eq!(count(&mut repl, "imports('collections')[0]['names']"), "['Counter']");
+    assert!(error_of(&run(&mut repl, "symbols(kind='module')")).contains("kind must be"));
+}

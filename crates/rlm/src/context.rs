@@ -49,9 +49,23 @@ impl FolderSummary {
         if self.sizes.len() > max_files {
             s.push_str(&format!("  ... and {} more files (list them with files())\n", self.sizes.len() - max_files));
         }
+        if self.types.iter().any(|(t, _)| PYTHON.contains(&t.as_str())) {
+            s.push_str(PYTHON_HELPERS);
+        }
         s
     }
 }
+
+const PYTHON: &[&str] = &[".py", ".pyi", ".pyw"];
+
+/// Told only when there is Python source: helpers a folder of contracts does not need are noise
+/// to a small model. The REPL's `symbols()` and `imports()` parse the files, so a question about
+/// definitions gets an exact answer where a grep counts every mention.
+const PYTHON_HELPERS: &str = "\
+For Python source the REPL also has (use them, not grep, for questions about definitions, classes, methods and imports):
+- `symbols(name=None, kind=None)`: every class, function and method, parsed: dicts with \"path\", \"line\", \"kind\" (\"class\", \"function\" or \"method\"), \"name\", \"parent\" (enclosing class or function), \"bases\" (a class's base classes as written). `name` is a regex matched at the start of the name. Example: `[(s[\"path\"], s[\"line\"]) for s in symbols(kind=\"method\") if s[\"parent\"] == \"Parser\"]`.
+- `imports(module=None)`: every import statement: dicts with \"path\", \"line\", \"module\", \"names\"; with `module`, only imports of it or its submodules.
+";
 
 fn extension(path: &str) -> String {
     let name = path.rsplit('/').next().unwrap_or(path);
@@ -89,6 +103,9 @@ mod tests {
         assert!(text.contains("4 files, 21 characters"), "{text}");
         assert!(text.contains("  sub/c.txt (3)\n"), "{text}");
         assert!(!text.contains("secret"), "contents never appear: {text}");
+        assert!(!text.contains("symbols("), "no code helpers without Python files: {text}");
+        let (_d, f) = folder(&[("pkg/a.py", "x = 1")]);
+        assert!(FolderSummary::of(&f).describe(10).contains("symbols(name=None, kind=None)"));
     }
 
     #[test]

@@ -68,12 +68,16 @@ line ::= [^`\n]* "\n"
 final ::= "FINAL(" [^\n]+ ")" | "FINAL_VAR(" [A-Za-z_] [A-Za-z0-9_]* ")"
 "#;
 
-/// The turn after a reply with neither code nor an answer: one line of plan at most, then code.
-const CODE_GRAMMAR: &str = r#"root ::= plan? block
+/// The turn after a reply with neither code nor an answer: one line of plan at most, then a
+/// block whose code starts by its third line (the 1.5B model otherwise wrote "# No documents
+/// yet" as its whole block, three turns running, and given room it repeats a comment forever).
+pub const CODE_GRAMMAR: &str = r##"root ::= plan? block
 plan ::= [^`\n] [^`\n]* "\n"
-block ::= "```repl\n" line line* "```"
+block ::= "```repl\n" (comment | "\n")? (comment | "\n")? code line* "```"
+comment ::= [ ]* "#" [^`\n]* "\n"
+code ::= [ ]* [^#`\n ] [^`\n]* "\n"
 line ::= [^`\n]* "\n"
-"#;
+"##;
 
 /// The answer probe's reply under the grammar.
 const PROBE_GRAMMAR: &str = r#"root ::= "FINAL(" [^\n]+ ")" | "NOT FOUND"
@@ -258,7 +262,7 @@ impl Rlm {
             messages: vec![
                 ChatMessage::system(SYSTEM_PROMPT.trim()),
                 ChatMessage::user(format!(
-                    "{description}\nQuestion: {question}\n\nWrite a ```repl block to start looking. Do not answer yet: you have not seen the documents."
+                    "{description}\nQuestion: {question}\n\nWrite a ```repl block that starts looking, for example by grep for words from the question. Do not answer before you have seen what your code prints."
                 )),
             ],
             root_usage: Usage::default(),
@@ -378,6 +382,29 @@ impl Rlm {
                 resample_next = true;
                 run.messages.push(ChatMessage::user(format!(
                     "You wrote the same code as last time; running it again shows nothing new. Write different code that finds what is missing.\nQuestion: {question}"
+                )));
+                continue;
+            }
+
+            // The same code as a turn that failed fails the same way: greedy decoding wrote one
+            // crashing block three turns running (a `ValueError` each time) and ended the run.
+            if let Some(error) = repeats_failed_turn(&reply.blocks, trajectory.iterations.last()) {
+                on_event(&Event::Notice {
+                    message: "the root model repeated code that failed; it was not run again".into(),
+                });
+                trajectory.iterations.push(Iteration {
+                    index,
+                    response: text.clone(),
+                    code_blocks: Vec::new(),
+                    final_answer: None,
+                    usage: completion.usage,
+                    seconds: turn_started.elapsed().as_secs_f64(),
+                });
+                consecutive_errors += 1;
+                resample_next = true;
+                run.messages.push(ChatMessage::user(format!(
+                    "That is the code that failed last time with:\n{}\nIt would fail the same way, so it did not run. Change the code where the error points.\nQuestion: {question}",
+                    truncate(&error, 600)
                 )));
                 continue;
             }
@@ -855,12 +882,25 @@ fn repeats_last_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> bool {
         && last.code_blocks.iter().map(|r| r.block.code.trim()).eq(blocks.iter().map(|b| b.code.trim()))
 }
 
-/// The text of a block that is one `FINAL(...)` line.
+/// The error of the last turn, when it failed and `blocks` are its code again (as written or
+/// as repaired).
+fn repeats_failed_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> Option<String> {
+    let last = last?;
+    let error = last.code_blocks.iter().find_map(|r| r.result.error.clone())?;
+    let same = |pick: &dyn Fn(&BlockRun) -> &str| {
+        last.code_blocks.iter().map(|r| pick(r).trim()).eq(blocks.iter().map(|b| b.code.trim()))
+    };
+    let repeated = !blocks.is_empty()
+        && (same(&|r| r.block.code.as_str()) || same(&|r| r.repaired_from.as_deref().unwrap_or(&r.block.code)));
+    repeated.then_some(error)
+}
+
+/// The text of a block that is one `FINAL(...)` line, comments aside.
 fn bare_final(code: &str) -> Option<String> {
-    let line = code.trim();
-    if line.lines().count() != 1 {
+    let lines: Vec<&str> = code.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let [line] = lines[..] else {
         return None;
-    }
+    };
     match parse_reply(line).final_answer {
         Some(FinalAnswer::Text(t)) => Some(t),
         _ => None,

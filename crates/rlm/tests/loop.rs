@@ -747,6 +747,15 @@ async fn a_final_line_written_as_a_code_block_is_the_answer() {
     assert_eq!(o.result.answer.as_deref(), Some("The needle is 42 (a.txt:2)."));
     assert_eq!(o.result.stop_reason, StopReason::Final);
     assert_eq!(o.root.requests().len(), 2, "no repair round for it");
+
+    // With a comment above it (the 1.5B model's habit), it is still the answer.
+    let o = run(&[
+        "```repl\nprint(grep('needle')[0]['text'])\n```",
+        "```repl\n# The output above answers the question\nFINAL(Answer: 8cfcf632-47da)\n```",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("Answer: 8cfcf632-47da"));
+    assert_eq!(o.root.requests().len(), 2, "no repair round for it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -788,4 +797,22 @@ async fn a_block_of_only_comments_is_not_code() {
     assert!(o.result.trajectory.iterations[0].code_blocks.is_empty());
     assert!(o.root.last_user(1).contains("only comments"), "{}", o.root.last_user(1));
     assert!(o.root.requests()[1].constraint.grammar.is_some(), "the next turn may only be code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_that_failed_is_not_run_again_and_the_next_turn_is_sampled() {
+    let failing = "```repl\nn = int(grep('needle')[0]['text'].split(' ')[1])\n```";
+    let o = run(&[failing, failing, "```repl\nprint(grep('needle')[0]['text'])\n```", "FINAL(42)"]).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    let t = &o.result.trajectory.iterations;
+    assert_eq!(t[0].code_blocks.len(), 1);
+    assert!(t[1].code_blocks.is_empty(), "the repeat did not run");
+    let told = o.root.last_user(2);
+    assert!(told.contains("failed last time") && told.contains("ValueError"), "{told}");
+    let temperatures: Vec<f32> = o.root.requests().iter().map(|r| r.sampling.temperature).collect();
+    assert_eq!(temperatures, [0.0, 0.0, 0.7, 0.0]);
+    assert!(o
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Notice { message } if message.contains("repeated code that failed"))));
 }

@@ -30,7 +30,26 @@ async fn under_the_root_grammar_every_reply_is_one_block_or_a_final_line() {
     }
 }
 
-async fn needle(root_grammar: bool) -> quarry_rlm::RunResult {
+/// After a reply of comments alone the next turn may only be a block with code in it: llama.cpp
+/// accepts the grammar, and even asked for nothing but a comment the model writes a line of code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_grammar_admits_no_block_of_comments_alone() {
+    let model = serve_small().await;
+    let mut request = quarry_llm::ChatRequest::new(vec![quarry_llm::local::ChatMessage::user(
+        "Reply with a ```repl block that holds only this comment: # No documents yet",
+    )]);
+    request.max_tokens = Some(200);
+    request.constraint.grammar = Some(quarry_rlm::rlm::CODE_GRAMMAR.into());
+    let c = quarry_llm::LanguageModel::chat(model.as_ref(), &request).await.unwrap();
+    let reply = quarry_rlm::parse_reply(&c.text);
+    assert_eq!(reply.blocks.len(), 1, "{:?}", c.text);
+    let code_lines =
+        reply.blocks[0].code.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')).count();
+    assert!(code_lines >= 1, "{:?}", c.text);
+}
+
+/// The 0.5B model behind Quarry's engine and HTTP API, as a client.
+async fn serve_small() -> Arc<OpenAiClient> {
     let path = ModelStore::from_env().resolve(SMALL).unwrap_or_else(|e| panic!("{e} (`make test` fetches it first)"));
     let engine = Engine::start(EngineConfig {
         models: vec![ModelSpec { id: SMALL.into(), path }],
@@ -43,8 +62,11 @@ async fn needle(root_grammar: bool) -> quarry_rlm::RunResult {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = quarry_llm::serve::router(engine, None);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let model = Arc::new(OpenAiClient::new(&base, SMALL, None).unwrap());
+    Arc::new(OpenAiClient::new(&base, SMALL, None).unwrap())
+}
 
+async fn needle(root_grammar: bool) -> quarry_rlm::RunResult {
+    let model = serve_small().await;
     let dir = tempfile::tempdir().unwrap();
     let filler = "The quarterly report covers sales, staffing and the new office plan.\n".repeat(40);
     for i in 0..6 {

@@ -572,6 +572,111 @@ def llm_classify(items, labels, instruction=None, batch=10):
     return out
 
 
+# --- Python source structure ---------------------------------------------------------------
+#
+# Questions about a codebase ("how many subclasses of X", "which files import Y") have exact
+# answers a regex written by a small model gets wrong (it counts mentions, not definitions).
+# `ast` knows: strings, comments and line continuations never count.
+
+_PY_SUFFIXES = (".py", ".pyi", ".pyw")
+_parsed = None  # [(path, tree)] once parsed; the documents never change during a run
+
+
+def _python_trees():
+    global _parsed
+    if _parsed is None:
+        ctx = _reserved.get("context")
+        if isinstance(ctx, Documents):
+            sources = [(d.path, d.text) for d in ctx if d.path.lower().endswith(_PY_SUFFIXES)]
+        elif isinstance(ctx, str):
+            sources = [("context", ctx)]
+        else:
+            sources = []
+        parsed, failed = [], []
+        for path, text in sources:
+            try:
+                parsed.append((path, ast.parse(text, path)))
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                failed.append(path)
+        _parsed = (parsed, failed)
+    parsed, failed = _parsed
+    if failed:
+        # Said on every call: an exact count over files that did not parse is not exact.
+        print("note: %d file(s) are not valid Python and were skipped: %s"
+              % (len(failed), ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")),
+              file=sys.stderr)
+    return parsed
+
+
+def symbols(name=None, kind=None):
+    """Every class, function and method defined in the folder's Python files, found by parsing
+    them (not by grep). A list of dicts: "path", "line", "kind" ("class", "function" or
+    "method": a def directly in a class body), "name", "parent" (the enclosing class or
+    function, or None), "bases" (a class's base classes as written, e.g. "unittest.TestCase"),
+    "async" (an `async def`). `name` is a regular expression the name must match from its
+    start; `kind` keeps one kind."""
+    if kind is not None and kind not in ("class", "function", "method"):
+        raise ValueError("symbols: kind must be 'class', 'function' or 'method', not %r" % (kind,))
+    pattern = re.compile(name) if name is not None else None
+    out = []
+
+    def visit(node, path, parent, in_class):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                record = {"path": path, "line": child.lineno, "kind": "class", "name": child.name,
+                          "parent": parent, "bases": [ast.unparse(b) for b in child.bases],
+                          "async": False}
+                out.append(record)
+                visit(child, path, child.name, True)
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out.append({"path": path, "line": child.lineno,
+                            "kind": "method" if in_class else "function", "name": child.name,
+                            "parent": parent, "bases": [],
+                            "async": isinstance(child, ast.AsyncFunctionDef)})
+                visit(child, path, child.name, False)
+            else:
+                # if/try/with bodies: a def inside them belongs to the same scope.
+                visit(child, path, parent, in_class)
+
+    for path, tree in _python_trees():
+        visit(tree, path, None, False)
+    return [r for r in out
+            if (kind is None or r["kind"] == kind) and (pattern is None or pattern.match(r["name"]))]
+
+
+def _package_of(path):
+    """`pkg/sub/mod.py` -> ["pkg", "sub"]; `pkg/__init__.py` -> ["pkg"] too."""
+    return path.replace("\\", "/").split("/")[:-1]
+
+
+def imports(module=None):
+    """Every import statement in the folder's Python files, found by parsing them. A list of
+    dicts: "path", "line", "module" (the module imported, relative imports resolved against the
+    file's folder: `from . import x` in pkg/a.py is "pkg"), "names" (what `from ... import`
+    takes from it; empty for `import m`). With `module`, only imports of that module or of a
+    submodule of it (`imports("os")` finds `import os.path` and `from os import sep`)."""
+    out = []
+    for path, tree in _python_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    out.append({"path": path, "line": node.lineno, "module": alias.name,
+                                "names": []})
+            elif isinstance(node, ast.ImportFrom):
+                name = node.module or ""
+                if node.level:
+                    base = _package_of(path)
+                    base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                    name = ".".join(p for p in base + ([name] if name else []) if p)
+                out.append({"path": path, "line": node.lineno, "module": name,
+                            "names": [a.name for a in node.names]})
+    out.sort(key=lambda r: (r["path"], r["line"]))
+    if module is not None:
+        module = str(module)
+        out = [r for r in out if r["module"] == module or r["module"].startswith(module + ".")]
+    return out
+
+
 _RESERVED_FUNCTIONS = {
     "llm_classify": llm_classify,
     "llm_query": llm_query,
@@ -582,6 +687,8 @@ _RESERVED_FUNCTIONS = {
     "read": read,
     "files": files,
     "chunks": chunks,
+    "symbols": symbols,
+    "imports": imports,
     "FINAL": FINAL,
     "FINAL_VAR": FINAL_VAR,
 }
@@ -706,6 +813,8 @@ def execute(code):
 
 
 def load_context(spec_json):
+    global _parsed
+    _parsed = None
     spec = json.loads(spec_json)
     kind = spec["kind"]
     if kind == "text":
