@@ -2,7 +2,10 @@
 //!
 //! Progress goes to stderr — the loop's iterations, code and output summaries as they happen —
 //! and the answer to stdout, followed by its sources marked verified (✓) or not (✗), so
-//! `quarry ask ... > answer.txt` captures just the answer. `--json` prints one object instead.
+//! `quarry ask ... > answer.txt` captures just the answer. `--json` prints JSON lines instead:
+//! every event of the run as it happens (`{"type": "iteration_started", ...}`), then the answer
+//! object as the last line (`{"type": "result", "answer": ..., "citations": [...], ...}`), so a
+//! program can follow the run live and `tail -n 1` is the answer.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -113,7 +116,11 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         eprintln!("trajectory saved to {}", path.display());
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        let mut result = serde_json::to_value(&answer)?;
+        if let Some(fields) = result.as_object_mut() {
+            fields.insert("type".into(), "result".into());
+        }
+        println!("{result}");
     } else {
         if !live.streamed {
             if let Some(text) = &answer.answer {
@@ -183,6 +190,13 @@ struct Batch {
 
 impl Live {
     fn show(&mut self, event: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        }
         if let Event::ModelDelta { text } = event {
             if self.streaming && !self.json {
                 let mut out = std::io::stdout().lock();

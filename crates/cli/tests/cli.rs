@@ -1,5 +1,8 @@
 //! The `quarry` binary end to end: models commands and `ask` with the real 0.5B model.
 
+mod common;
+
+use common::result_line;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -108,7 +111,7 @@ fn ask_finds_a_needle_with_the_real_model() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = result_line(&out.stdout);
     assert!(v["answer"].as_str().unwrap().contains("7391"), "{v}");
     assert_eq!(v["stop_reason"], "final", "{v}");
     assert_eq!(v["iterations"], 1, "{v}");
@@ -147,7 +150,7 @@ fn ask_warns_visibly_when_the_folder_does_not_fit() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("warning: the folder does not fit in a 1024-token window"), "{err}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = result_line(&out.stdout);
     let notice = v["notices"][0].as_str().unwrap();
     assert!(notice.contains("the model sees 2 of 6 files") || notice.contains("of 6 files"), "{notice}");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() <= 1024 - 8);
@@ -205,9 +208,19 @@ fn ask_in_rlm_mode_finds_a_needle_through_the_repl_and_saves_the_trajectory() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = result_line(&out.stdout);
     assert!(v["answer"].as_str().unwrap_or("").contains("7391"), "{v}");
     assert_eq!(v["stop_reason"], "final");
+    // The run's events came first, live, one JSON line each.
+    let stdout = text(&out.stdout);
+    let types: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].as_str().unwrap().to_string())
+        .collect();
+    for t in ["run_started", "iteration_started", "model_delta", "code_block", "repl_result", "answer", "final"] {
+        assert!(types.iter().any(|x| x == t), "no {t} event in {types:?}");
+    }
+    assert_eq!(types[0], "run_started");
     assert!(v["iterations"].as_u64().unwrap() >= 1);
     let lines = std::fs::read_to_string(&trajectory).unwrap();
     let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();

@@ -1,6 +1,9 @@
 //! `quarry serve` as a real process: the ready line, binding rules, API keys for a "remote"
 //! endpoint, and supervision surviving a SIGKILL mid-request.
 
+mod common;
+
+use common::result_line;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -144,11 +147,70 @@ fn ask_uses_a_remote_endpoint_for_root_and_sub() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("Starting the local engine"), "no local engine for remote models: {err}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = result_line(&out.stdout);
     assert!(v["answer"].as_str().unwrap().contains("7391"), "{v}");
     let out = ask(None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Ctrl-C (SIGINT) while the root model is writing stops the run cleanly: the result line says
+/// cancelled and the exit code is 130.
+#[test]
+fn ctrl_c_cancels_a_run_cleanly() {
+    let (mut server, port) = serve(&[], None);
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
+    let mut ask = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["ask", "--mode", "rlm", "--folder", folder.path().to_str().unwrap()])
+        .args([
+            "--model",
+            SMALL,
+            "--sub-model",
+            SMALL,
+            "--root-url",
+            &url,
+            "--sub-url",
+            &url,
+            "--ctx",
+            "2048",
+            "--json",
+        ])
+        .arg("What is the storage room code?")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(ask.stdout.take().unwrap()).lines();
+    // The first delta: the root model is generating.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("\"type\":\"model_delta\"") {
+            break;
+        }
+    }
+    let pid = ask.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    // Reading to the end means the process closed stdout; bounded so a hang fails, not blocks.
+    let mut status = None;
+    for _ in 0..600 {
+        if let Some(s) = ask.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.unwrap_or_else(|| {
+        ask.kill().unwrap();
+        panic!("quarry ask did not exit after Ctrl-C")
+    });
+    assert_eq!(status.code(), Some(130));
+    let result: serde_json::Value = serde_json::from_str(rest.last().expect("a result line")).unwrap();
+    assert_eq!(result["type"], "result");
+    assert_eq!(result["stop_reason"], "cancelled", "{result}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

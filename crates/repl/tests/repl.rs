@@ -539,6 +539,12 @@ def parse_top():
         "[('Suite', ['unittest.TestCase', 'Mixin']), ('Other', ['TestCase']), ('Nested', [])]"
     );
     assert_eq!(count(&mut repl, "len([s for s in symbols(kind='method') if s['parent'] == 'Suite'])"), "3");
+    assert_eq!(count(&mut repl, "len(symbols(kind='method', parent='Suite'))"), "3");
+    assert_eq!(
+        count(&mut repl, "[s['name'] for s in symbols(base='TestCase')]"),
+        "['Suite', 'Other']",
+        "a base matches as written or as module.Base"
+    );
     assert_eq!(count(&mut repl, "[s['async'] for s in symbols('run')]"), "[True]");
     let r = run(&mut repl, "[(i['module'], i['line']) for i in imports()]");
     assert_eq!(

@@ -49,10 +49,15 @@ impl FolderSummary {
         if self.sizes.len() > max_files {
             s.push_str(&format!("  ... and {} more files (list them with files())\n", self.sizes.len() - max_files));
         }
-        if self.types.iter().any(|(t, _)| PYTHON.contains(&t.as_str())) {
+        if self.has_python() {
             s.push_str(PYTHON_HELPERS);
         }
         s
+    }
+
+    /// Some files are Python source, so the REPL's `symbols()` and `imports()` apply.
+    pub fn has_python(&self) -> bool {
+        self.types.iter().any(|(t, _)| PYTHON.contains(&t.as_str()))
     }
 }
 
@@ -63,7 +68,7 @@ const PYTHON: &[&str] = &[".py", ".pyi", ".pyw"];
 /// definitions gets an exact answer where a grep counts every mention.
 const PYTHON_HELPERS: &str = "\
 For Python source the REPL also has (use them, not grep, for questions about definitions, classes, methods and imports):
-- `symbols(name=None, kind=None)`: every class, function and method, parsed: dicts with \"path\", \"line\", \"kind\" (\"class\", \"function\" or \"method\"), \"name\", \"parent\" (enclosing class or function), \"bases\" (a class's base classes as written). `name` is a regex matched at the start of the name. Example: `[(s[\"path\"], s[\"line\"]) for s in symbols(kind=\"method\") if s[\"parent\"] == \"Parser\"]`.
+- `symbols(name=None, kind=None, parent=None, base=None)`: every class, function and method, parsed: dicts with \"path\", \"line\", \"kind\" (\"class\", \"function\" or \"method\"), \"name\", \"parent\" (enclosing class or function), \"bases\" (a class's base classes as written). Filters: `name` is a regex matched at the start of the name, `parent` a class or function name, `base` a base class name. Example: `print(len(symbols(kind=\"method\", parent=\"Parser\")))`.
 - `imports(module=None)`: every import statement: dicts with \"path\", \"line\", \"module\", \"names\"; with `module`, only imports of it or its submodules.
 ";
 
@@ -105,7 +110,7 @@ mod tests {
         assert!(!text.contains("secret"), "contents never appear: {text}");
         assert!(!text.contains("symbols("), "no code helpers without Python files: {text}");
         let (_d, f) = folder(&[("pkg/a.py", "x = 1")]);
-        assert!(FolderSummary::of(&f).describe(10).contains("symbols(name=None, kind=None)"));
+        assert!(FolderSummary::of(&f).describe(10).contains("symbols(name=None, kind=None, parent=None, base=None)"));
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //!   those would only produce syntax errors that count against the error budget.
 //! - An **unterminated** block (the reply was cut off, or the model forgot the fence) is not run
 //!   — half a loop is worse than none — and is reported so the loop can say so to the model.
-//! - A **final answer in prose** is a line that *starts* with `FINAL(` or `FINAL_VAR(` outside
-//!   code blocks. "I will call FINAL when done" is a sentence, not an answer. The argument runs
+//! - A **final answer in prose** is a line that *starts* with `FINAL(` or `FINAL_VAR(` (any
+//!   case) outside code blocks. "I will call FINAL when done" is a sentence, not an answer. The argument runs
 //!   to the matching parenthesis (nested ones are fine, as are parentheses inside quotes) and
 //!   may span lines. `FINAL(...)` inside code is the REPL's business (it shows up in
 //!   [`ReplResult::final_answer`](quarry_repl::ReplResult)).
@@ -110,8 +110,10 @@ pub fn find_final(prose: &str) -> Option<FinalAnswer> {
         let rest = &prose[start..];
         // Models decorate: "**FINAL(...)**", "> FINAL(...)", "- FINAL(...)", "`FINAL(...)`".
         let stripped = rest.trim_start_matches(['*', '>', '-', '`', ' ', '\t']);
-        let is_var = stripped.starts_with("FINAL_VAR(");
-        if !is_var && !stripped.starts_with("FINAL(") {
+        // Any case: the 1.5B model wrote "Final(a.py, b.py)." on its own line for ten turns.
+        let starts = |p: &str| stripped.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+        let is_var = starts("FINAL_VAR(");
+        if !is_var && !starts("FINAL(") {
             continue;
         }
         let open = stripped.find('(').expect("checked above");
@@ -265,6 +267,13 @@ mod tests {
         assert_eq!(parse_reply("Next I use FINAL_VAR(x).").final_answer, None);
         assert_eq!(parse_reply("FINAL answer soon").final_answer, None, "no parenthesis");
         assert_eq!(parse_reply("FINALLY(3)").final_answer, None);
+        assert_eq!(parse_reply("The final(ly) answer").final_answer, None);
+    }
+
+    #[test]
+    fn final_in_any_case_at_line_start() {
+        assert_eq!(parse_reply("Answer: a.py\n\nFinal(a.py, b.py).").final_answer, text("a.py, b.py"));
+        assert_eq!(parse_reply("final_var(x)").final_answer, Some(FinalAnswer::Var("x".into())));
     }
 
     #[test]

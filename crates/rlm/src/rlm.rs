@@ -142,7 +142,15 @@ struct Input {
     documents: Vec<(String, String)>,
     /// `context` is one `str` rather than a list of documents.
     text: bool,
+    /// How the first turn is asked to start.
+    first_step: &'static str,
 }
+
+/// The first turn's instruction. Worded as a way in, never "you have not seen the documents":
+/// told that, the 1.5B model wrote "# No documents yet" as its block on 4 of 20 S-NIAH tasks.
+const FIRST_STEP: &str = "Write a ```repl block that starts looking, for example by grep for words from the question.";
+/// For Python source: the model reaches for grep out of habit and counts mentions, not definitions.
+const FIRST_STEP_PYTHON: &str = "Write a ```repl block that starts looking: for a question about definitions, classes, methods or imports, use symbols() or imports(); otherwise grep for words from the question.";
 
 impl Rlm {
     pub fn new(root: Arc<dyn LanguageModel>, sub: Arc<dyn LanguageModel>, config: RlmConfig) -> Rlm {
@@ -175,10 +183,12 @@ impl Rlm {
     where
         F: FnMut(&Event) + Send,
     {
+        let summary = FolderSummary::of(folder);
         let input = Input {
-            description: FolderSummary::of(folder).describe(self.config.max_listed_files),
+            description: summary.describe(self.config.max_listed_files),
             documents: folder.documents().iter().map(|d| (d.path.clone(), d.text.clone())).collect(),
             text: false,
+            first_step: if summary.has_python() { FIRST_STEP_PYTHON } else { FIRST_STEP },
         };
         self.run_on(input, question, cancel, on_event).await
     }
@@ -203,6 +213,7 @@ impl Rlm {
             ),
             documents: vec![("context".into(), text)],
             text: true,
+            first_step: FIRST_STEP,
         };
         self.run_on(input, question, cancel, on_event).await
     }
@@ -223,7 +234,7 @@ impl Rlm {
         }
         let started = Instant::now();
         let budget = self.config.budget.clone();
-        let Input { description, documents, text } = input;
+        let Input { description, documents, text, first_step } = input;
         on_event(&Event::RunStarted {
             question: question.into(),
             root_model: self.root.name().into(),
@@ -262,7 +273,7 @@ impl Rlm {
             messages: vec![
                 ChatMessage::system(SYSTEM_PROMPT.trim()),
                 ChatMessage::user(format!(
-                    "{description}\nQuestion: {question}\n\nWrite a ```repl block that starts looking, for example by grep for words from the question. Do not answer before you have seen what your code prints."
+                    "{description}\nQuestion: {question}\n\n{first_step} Do not answer before you have seen what your code prints."
                 )),
             ],
             root_usage: Usage::default(),

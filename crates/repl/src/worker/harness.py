@@ -608,16 +608,21 @@ def _python_trees():
     return parsed
 
 
-def symbols(name=None, kind=None):
+def symbols(name=None, kind=None, parent=None, base=None):
     """Every class, function and method defined in the folder's Python files, found by parsing
     them (not by grep). A list of dicts: "path", "line", "kind" ("class", "function" or
     "method": a def directly in a class body), "name", "parent" (the enclosing class or
     function, or None), "bases" (a class's base classes as written, e.g. "unittest.TestCase"),
-    "async" (an `async def`). `name` is a regular expression the name must match from its
-    start; `kind` keeps one kind."""
+    "async" (an `async def`). Filters: `name` is a regular expression the name must match from
+    its start; `kind` keeps one kind; `parent` keeps what is defined directly in that class or
+    function; `base` keeps classes listing that base class (`base="TestCase"` matches
+    `TestCase` and `unittest.TestCase`)."""
     if kind is not None and kind not in ("class", "function", "method"):
         raise ValueError("symbols: kind must be 'class', 'function' or 'method', not %r" % (kind,))
     pattern = re.compile(name) if name is not None else None
+
+    def has_base(record):
+        return any(b == base or b.endswith("." + base) for b in record["bases"])
     out = []
 
     def visit(node, path, parent, in_class):
@@ -641,7 +646,8 @@ def symbols(name=None, kind=None):
     for path, tree in _python_trees():
         visit(tree, path, None, False)
     return [r for r in out
-            if (kind is None or r["kind"] == kind) and (pattern is None or pattern.match(r["name"]))]
+            if (kind is None or r["kind"] == kind) and (pattern is None or pattern.match(r["name"]))
+            and (parent is None or r["parent"] == parent) and (base is None or has_base(r))]
 
 
 def _package_of(path):
