@@ -14,9 +14,25 @@ pub fn run() {
         )
         .with_writer(std::io::stderr)
         .init();
+    let asking = std::sync::Arc::new(commands::AskState::default());
+    let on_exit = asking.clone();
     let result = tauri::Builder::default()
-        .invoke_handler(tauri::generate_handler![commands::app_info])
-        .run(tauri::generate_context!());
+        .manage(asking)
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::ask,
+            commands::cancel_ask,
+            commands::pick_folder
+        ])
+        .build(tauri::generate_context!())
+        .map(|app| {
+            app.run(move |_, event| {
+                // The local engine is a child process: stop it with the app.
+                if let tauri::RunEvent::Exit = event {
+                    tauri::async_runtime::block_on(on_exit.shutdown());
+                }
+            })
+        });
     if let Err(e) = result {
         // Reached when the window system is unavailable (no display, missing WebKitGTK).
         eprintln!("error: Quarry could not open its window: {e}");

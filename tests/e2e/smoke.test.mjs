@@ -3,7 +3,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { remote } from 'webdriverio';
@@ -14,6 +15,8 @@ const OUT = process.env.QUARRY_E2E_OUT || join(REPO, 'target', 'e2e');
 const PORT = Number(process.env.QUARRY_E2E_PORT || 4444);
 const MODEL_ID = 'qwen2.5-coder-0.5b-instruct-q4_k_m';
 const BACKEND_TIMEOUT_MS = 30_000;
+// Starting the engine and a few RLM turns of the 0.5B model on two CPU cores.
+const ANSWER_TIMEOUT_MS = 300_000;
 
 /** @type {WebdriverIO.Browser | undefined} */
 let browser;
@@ -80,6 +83,41 @@ describe('Quarry desktop window', () => {
       `unexpected status badge text: ${JSON.stringify(status)}`,
     );
     assert.equal((await row.$('code').getText()).trim(), MODEL_ID);
+  });
+
+  it('answers a question about a folder with the real model, the REPL and checked sources', async () => {
+    // The folder the CLI's RLM test uses: a needle that `grep` finds among five reports.
+    const folder = mkdtempSync(join(tmpdir(), 'quarry-e2e-'));
+    for (let i = 1; i <= 5; i++) {
+      writeFileSync(join(folder, `report${i}.txt`), `Quarterly notes, part ${i}.\nRevenue grew in the north region.\n`);
+    }
+    writeFileSync(join(folder, 'memo.txt'), 'Facilities memo.\nThe storage room code is 7391.\nLights off at 8pm.\n');
+
+    await (await browser.$('#folder-path')).setValue(folder);
+    await (await browser.$('#question')).setValue('What is the storage room code?');
+    await (await browser.$('#mode')).selectByAttribute('value', 'rlm');
+    // CI fetches only the 0.5B model: it plays both roles here.
+    await (await browser.$('#root-model')).selectByAttribute('value', MODEL_ID);
+    await (await browser.$('#sub-model')).selectByAttribute('value', MODEL_ID);
+    const ask = await browser.$('#ask');
+    await browser.waitUntil(async () => await ask.isEnabled(), { timeout: 5_000, timeoutMsg: 'Ask stayed disabled' });
+    await ask.click();
+
+    const answer = await browser.$('#answer');
+    try {
+      await answer.waitForExist({ timeout: ANSWER_TIMEOUT_MS });
+    } catch (e) {
+      const alert = await browser.$('#ask-error');
+      const why = (await alert.isExisting()) ? `; the UI shows: ${await alert.getText()}` : '';
+      throw new Error(`no answer within ${ANSWER_TIMEOUT_MS / 1000} s${why}`, { cause: e });
+    }
+    screenCapture(join(OUT, 'answer.png'));
+    const text = await (await answer.$('.answer-text')).getText();
+    assert.match(text, /7391/, `answer: ${JSON.stringify(text)}`);
+    assert.match(await (await browser.$('#stats')).getText(), /^rlm · answered/);
+    // The run was shown as it happened: at least one turn with its code and output.
+    assert.ok((await browser.$$('#run .step pre.code')).length >= 1, 'no code shown for the run');
+    assert.ok((await browser.$$('#run .step pre.output')).length >= 1, 'no output shown for the run');
   });
 
   it('shows the app version in the footer', async () => {

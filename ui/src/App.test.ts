@@ -1,12 +1,20 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { flushSync, mount, unmount } from 'svelte';
-import type { AppInfo } from './ipc';
-import { appInfo } from './ipc';
+import type { Answer, AppInfo, RunEvent } from './ipc';
+import { appInfo, ask, cancelAsk } from './ipc';
 import App from './App.svelte';
 
-vi.mock('./ipc', () => ({ appInfo: vi.fn() }));
+vi.mock('./ipc', () => ({
+  appInfo: vi.fn(),
+  ask: vi.fn(),
+  cancelAsk: vi.fn(),
+  pickFolder: vi.fn(),
+  onFolderDrop: vi.fn(() => Promise.resolve(() => {})),
+}));
 
 const mockedAppInfo = vi.mocked(appInfo);
+const mockedAsk = vi.mocked(ask);
+const mockedCancel = vi.mocked(cancelAsk);
 
 const INFO: AppInfo = {
   version: '0.1.0',
@@ -58,6 +66,120 @@ afterEach(() => {
   app = null;
   target.remove();
   mockedAppInfo.mockReset();
+  mockedAsk.mockReset();
+  mockedCancel.mockReset();
+});
+
+function type(selector: string, value: string) {
+  const el = target.querySelector<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>(selector)!;
+  el.value = value;
+  el.dispatchEvent(new Event(el instanceof HTMLSelectElement ? 'change' : 'input', { bubbles: true }));
+  flushSync();
+}
+
+const ANSWER: Answer = {
+  mode: 'rlm',
+  answer: 'The storage room code is 7391 (memo.txt:2).',
+  citations: [
+    { path: 'memo.txt', line_start: 2, line_end: 2, verified: true, check: 'numbers' },
+    { path: 'ghost.txt', line_start: 9, line_end: 9, verified: false, check: 'exists', problem: 'no such file' },
+  ],
+  iterations: 2,
+  sub_calls: 0,
+  stop_reason: 'final',
+  seconds: 12.34,
+  usage: { prompt_tokens: 100, cached_tokens: 0, completion_tokens: 20 },
+  notices: [],
+};
+
+describe('Asking', () => {
+  it('sends the folder, question, mode and models, shows the run live, then the answer and its sources', async () => {
+    mockedAppInfo.mockResolvedValue(INFO);
+    let release: (a: Answer) => void = () => {};
+    let emit: (e: RunEvent) => void = () => {};
+    mockedAsk.mockImplementation((_req, onEvent) => {
+      emit = onEvent;
+      return new Promise<Answer>((r) => (release = r));
+    });
+    render();
+    await settle();
+    const button = target.querySelector<HTMLButtonElement>('#ask')!;
+    expect(button.disabled).toBe(true);
+    type('#folder-path', '/data/room');
+    type('#question', 'What is the storage room code?');
+    type('#mode', 'rag');
+    type('#sub-model', 'qwen2.5-coder-0.5b-instruct-q4_k_m');
+    expect(button.disabled).toBe(false);
+    target.querySelector<HTMLFormElement>('form.ask')!.dispatchEvent(new Event('submit', { cancelable: true }));
+    flushSync();
+    expect(mockedAsk).toHaveBeenCalledTimes(1);
+    expect(mockedAsk.mock.calls[0][0]).toEqual({
+      folder: '/data/room',
+      question: 'What is the storage room code?',
+      mode: 'rag',
+      root_model: null,
+      sub_model: 'qwen2.5-coder-0.5b-instruct-q4_k_m',
+    });
+    expect(target.querySelector('#cancel')).not.toBeNull();
+
+    emit({ type: 'notice', message: 'Starting the local engine with qwen' });
+    emit({ type: 'iteration_started', index: 1 });
+    emit({ type: 'code_block', iteration: 1, index: 1, code: "print(grep('code'))" });
+    emit({
+      type: 'repl_result',
+      iteration: 1,
+      index: 1,
+      result: { stdout: 'memo.txt 2 The storage room code is 7391.\n', stderr: '', error: null, value: null, final_answer: null, restarted: false },
+    });
+    flushSync();
+    const live = target.querySelector('#run')!;
+    expect(live.textContent).toContain('Starting the local engine');
+    expect(live.querySelector('pre.code')?.textContent).toBe("print(grep('code'))");
+    expect(live.querySelector('pre.output')?.textContent).toContain('7391');
+
+    release(ANSWER);
+    await settle();
+    const answer = target.querySelector('#answer')!;
+    expect(answer.querySelector('.answer-text')?.textContent).toBe(ANSWER.answer);
+    const sources = answer.querySelectorAll('.citations li');
+    expect(sources).toHaveLength(2);
+    expect(sources[0].textContent).toContain('✓');
+    expect(sources[0].textContent).toContain('memo.txt:2');
+    expect(sources[1].textContent).toContain('✗');
+    expect(sources[1].textContent).toContain('no such file');
+    expect(answer.querySelector('#stats')?.textContent).toContain('answered');
+    expect(answer.querySelector('#stats')?.textContent).toContain('12.3 s');
+    expect(target.querySelector('#cancel')).toBeNull();
+    expect(button.disabled).toBe(false);
+  });
+
+  it('shows a refused question as one alert and keeps the form', async () => {
+    mockedAppInfo.mockResolvedValue(INFO);
+    mockedAsk.mockRejectedValue(new Error('/data/none is not a folder'));
+    render();
+    await settle();
+    type('#folder-path', '/data/none');
+    type('#question', 'Why?');
+    target.querySelector<HTMLFormElement>('form.ask')!.dispatchEvent(new Event('submit', { cancelable: true }));
+    await settle();
+    expect(target.querySelector('#ask-error')?.textContent).toBe('/data/none is not a folder');
+    expect(target.querySelector<HTMLInputElement>('#folder-path')!.value).toBe('/data/none');
+  });
+
+  it('cancel asks the backend to stop the run', async () => {
+    mockedAppInfo.mockResolvedValue(INFO);
+    mockedAsk.mockReturnValue(new Promise(() => {}));
+    mockedCancel.mockResolvedValue(true);
+    render();
+    await settle();
+    type('#folder-path', '/d');
+    type('#question', 'Q?');
+    target.querySelector<HTMLFormElement>('form.ask')!.dispatchEvent(new Event('submit', { cancelable: true }));
+    flushSync();
+    target.querySelector<HTMLButtonElement>('#cancel')!.click();
+    await settle();
+    expect(mockedCancel).toHaveBeenCalledTimes(1);
+  });
 });
 
 describe('App', () => {

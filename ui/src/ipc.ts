@@ -1,6 +1,7 @@
 // The one module that talks to the Rust backend. Every other module imports from here,
 // never from @tauri-apps/api directly, so tests can mock the whole backend with vi.mock('./ipc').
-import { invoke } from '@tauri-apps/api/core';
+import { Channel, invoke } from '@tauri-apps/api/core';
+import { getCurrentWebview } from '@tauri-apps/api/webview';
 
 /** One model the app knows about (from the backend's model catalogue). */
 export type ModelInfo = {
@@ -43,4 +44,100 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
 /** Version, models directory and model catalogue with install status. */
 export async function appInfo(): Promise<AppInfo> {
   return call<AppInfo>('app_info');
+}
+
+/** How a question is answered (see `quarry ask --mode`). */
+export type Mode = 'rlm' | 'direct' | 'rag';
+
+export type AskRequest = {
+  folder: string;
+  question: string;
+  mode: Mode;
+  /** Catalog ids; null is the catalog's default for the role. */
+  root_model: string | null;
+  sub_model: string | null;
+};
+
+export type Usage = { prompt_tokens: number; cached_tokens: number; completion_tokens: number };
+
+export type ReplResult = {
+  stdout: string;
+  stderr: string;
+  error: string | null;
+  value: string | null;
+  final_answer: string | null;
+  restarted: boolean;
+};
+
+/** One event of a run, as `quarry ask --json` prints them (quarry_rlm::Event). */
+export type RunEvent =
+  | { type: 'run_started'; question: string; root_model: string; sub_model: string; context: string }
+  | { type: 'iteration_started'; index: number }
+  | { type: 'model_delta'; text: string }
+  | { type: 'code_block'; iteration: number; index: number; code: string }
+  | { type: 'repl_result'; iteration: number; index: number; result: ReplResult }
+  | { type: 'sub_call_started'; id: number; prompt_preview: string; prompt_chars: number }
+  | { type: 'sub_call_finished'; id: number; ok: boolean; response_preview: string; seconds: number }
+  | { type: 'answer'; text: string; source: string }
+  | { type: 'usage'; root: Usage; sub: Usage }
+  | { type: 'final'; stop_reason: string; iterations: number; sub_calls: number; seconds: number }
+  | { type: 'notice'; message: string }
+  | { type: 'error'; message: string };
+
+export type Citation = {
+  path: string;
+  line_start: number;
+  line_end: number;
+  verified: boolean;
+  check: string;
+  problem?: string;
+};
+
+/** The result of `ask` (quarry_rlm::Answer). */
+export type Answer = {
+  mode: Mode;
+  answer: string | null;
+  citations: Citation[];
+  iterations: number;
+  sub_calls: number;
+  stop_reason: string;
+  seconds: number;
+  usage: Usage;
+  notices: string[];
+};
+
+/** Answers a question about a folder; `onEvent` sees the run as it happens. */
+export async function ask(request: AskRequest, onEvent: (e: RunEvent) => void): Promise<Answer> {
+  if (!inTauri()) throw new Error(NOT_IN_APP_MESSAGE);
+  const channel = new Channel<RunEvent>();
+  channel.onmessage = onEvent;
+  return call<Answer>('ask', { request, onEvent: channel });
+}
+
+/** Stops the question being answered; true when one was running. */
+export async function cancelAsk(): Promise<boolean> {
+  return call<boolean>('cancel_ask');
+}
+
+/** The native folder chooser; null when cancelled. */
+export async function pickFolder(): Promise<string | null> {
+  return call<string | null>('pick_folder');
+}
+
+/** Calls `onDrop` with the path of a folder dropped on the window, and `onHover` while one is
+ * dragged over it. Returns the function that stops listening. */
+export async function onFolderDrop(
+  onDrop: (path: string) => void,
+  onHover: (hovering: boolean) => void,
+): Promise<() => void> {
+  if (!inTauri()) return () => {};
+  return getCurrentWebview().onDragDropEvent((event) => {
+    const p = event.payload;
+    if (p.type === 'over' || p.type === 'enter') onHover(true);
+    else if (p.type === 'leave') onHover(false);
+    else if (p.type === 'drop') {
+      onHover(false);
+      if (p.paths.length > 0) onDrop(p.paths[0]);
+    }
+  });
 }

@@ -18,7 +18,7 @@ use clap::Args;
 use quarry_index::Folder;
 use quarry_rlm::{AnalystConfig, Answer, Event, StopReason};
 
-use crate::local::{LoopArgs, ModelArgs, Models};
+use crate::local::{LoopArgs, ModelArgs};
 
 /// How to answer.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,10 +87,10 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         eprintln!("  skipped {}: {}", s.path, s.reason);
     }
 
-    let models = Models::start(&args.models).await?;
+    let models = args.models.start().await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
-    args.rlm.apply(&mut config, args.models.root_url.is_none());
+    args.rlm.apply(&mut config, models.root_is_local);
     let analyst = models.analyst(config);
 
     let cancel = Arc::new(AtomicBool::new(false));

@@ -21,7 +21,7 @@ use quarry_rlm::{AnalystConfig, Answer, StopReason};
 use serde::Deserialize;
 
 use crate::ask::{summary, Mode};
-use crate::local::{LoopArgs, ModelArgs, Models};
+use crate::local::{LoopArgs, ModelArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -94,10 +94,10 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
     }
     let base = args.tasks.parent().unwrap_or(Path::new(".")).to_path_buf();
 
-    let models = Models::start(&args.models).await?;
+    let models = args.models.start().await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
-    args.rlm.apply(&mut config, args.models.root_url.is_none());
+    args.rlm.apply(&mut config, models.root_is_local);
     let analyst = models.analyst(config);
     let (root_name, sub_name) = (models.root.name().to_string(), models.sub.name().to_string());
 

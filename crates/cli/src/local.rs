@@ -1,16 +1,9 @@
-//! The models behind `ask` and `eval`: a root and a sub model, each either local — served by
-//! one supervised `quarry serve` child, so a llama.cpp abort cannot take this process down — or
-//! any OpenAI-compatible endpoint (`--root-url`, `--sub-url`: a GPU server running vLLM,
-//! llama-server, Ollama or `quarry serve`). The root's tokenizer is loaded here alone, to fit
-//! prompts to the window exactly.
+//! The command-line options behind `ask` and `eval`: which models (each local or at an
+//! OpenAI-compatible endpoint, `--root-url`, `--sub-url`) and how the RLM loop may run. Starting
+//! the models is the library's job ([`quarry_rlm::Models`]), shared with the desktop app.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use anyhow::{Context, Result};
-use quarry_llm::local::{ChatMessage, Tokenizer, Tokens};
-use quarry_llm::{LanguageModel, LocalServer, ModelStore, OpenAiClient, Role, ServerOptions};
-use quarry_rlm::{Analyst, AnalystConfig};
+use anyhow::Result;
+use quarry_rlm::{AnalystConfig, ModelChoice, Models};
 
 /// Which models to run, and how.
 #[derive(clap::Args, Clone)]
@@ -78,114 +71,24 @@ impl LoopArgs {
     }
 }
 
-pub struct Models {
-    /// The local engine, when a model is local.
-    pub server: Option<LocalServer>,
-    pub root: Arc<dyn LanguageModel>,
-    pub sub: Arc<dyn LanguageModel>,
-    pub tokens: Arc<dyn Tokens + Send + Sync>,
-}
-
-impl Models {
-    pub async fn start(args: &ModelArgs) -> Result<Models> {
-        let store = ModelStore::from_env();
-        let catalog = store.catalog()?;
-        let root_id = args.model.clone().unwrap_or_else(|| catalog.default_for(Role::Root).id.clone());
-        let sub_id = args.sub_model.clone().unwrap_or_else(|| catalog.default_for(Role::Sub).id.clone());
-        let key = std::env::var(&args.api_key_env).ok().filter(|k| !k.is_empty());
-        let remote = |url: &str, id: &str| -> Result<Arc<dyn LanguageModel>> {
-            let client = OpenAiClient::new(url, id, key.clone()).with_context(|| format!("bad endpoint {url}"))?;
-            Ok(Arc::new(client.with_concurrency(8)))
-        };
-
-        // Local models: resolved (and their files checked) before anything starts.
-        let root_path = args.root_url.is_none().then(|| store.resolve(&root_id)).transpose()?;
-        let sub_path = args.sub_url.is_none().then(|| store.resolve(&sub_id)).transpose()?;
-        // The root's tokenizer: its GGUF when there is one locally (a remote root named by a
-        // catalog id or path counts exactly too); otherwise an estimate with a safety margin.
-        let tokens: Arc<dyn Tokens + Send + Sync> = match root_path.clone().or_else(|| store.resolve(&root_id).ok()) {
-            Some(p) => Arc::new(Tokenizer::load(&p)?),
-            None => {
-                eprintln!(
-                        "note: no local copy of {root_id}'s tokenizer; prompts are sized by an estimate of 3 characters a token"
-                    );
-                Arc::new(Estimate)
-            }
-        };
-
-        let mut local: Vec<&Path> = Vec::new();
-        for p in [root_path.as_deref(), sub_path.as_deref()].into_iter().flatten() {
-            if !local.contains(&p) {
-                local.push(p);
-            }
-        }
-        let threads = args.threads.unwrap_or_else(quarry_llm::local::default_threads);
-        let server = if local.is_empty() {
-            None
-        } else {
-            eprintln!(
-                "Starting the local engine with {}, {threads} thread{}",
-                local.iter().map(|p| stem(p)).collect::<Vec<_>>().join(" and "),
-                if threads == 1 { "" } else { "s" }
-            );
-            let mut options = ServerOptions::new(local.iter().map(|p| p.display().to_string()).collect());
-            // Four slots: llm_query_batched's prompts decode together, and the root keeps its own
-            // slot (and its cached conversation) while they run.
-            options.slots = 4;
-            options.ctx_per_slot = args.ctx as u32;
-            options.threads = Some(threads);
-            options.gpu_layers = args.gpu_layers;
-            Some(LocalServer::start(options).await?)
-        };
-        let pick =
-            |path: &Option<std::path::PathBuf>, url: &Option<String>, id: &str| -> Result<Arc<dyn LanguageModel>> {
-                match (path, url) {
-                    (Some(p), _) => {
-                        let server = server.as_ref().expect("a local model starts the engine");
-                        Ok(Arc::new(server.model(&stem(p))))
-                    }
-                    (None, Some(url)) => remote(url, id),
-                    (None, None) => unreachable!("a model is local or remote"),
-                }
-            };
-        let root = pick(&root_path, &args.root_url, &root_id)?;
-        let sub = pick(&sub_path, &args.sub_url, &sub_id)?;
-        if let Some(url) = &args.root_url {
-            eprintln!("Root model: {root_id} at {url}");
-        }
-        if let Some(url) = &args.sub_url {
-            eprintln!("Sub model: {sub_id} at {url}");
-        }
-        Ok(Models { server, root, sub, tokens })
-    }
-
-    pub fn analyst(&self, config: AnalystConfig) -> Analyst {
-        Analyst::new(self.root.clone(), self.sub.clone(), self.tokens.clone(), config)
-    }
-
-    pub async fn shutdown(self) {
-        if let Some(server) = self.server {
-            server.shutdown().await;
+impl ModelArgs {
+    /// The library's model choice; the API key comes from the environment variable named.
+    pub fn choice(&self) -> ModelChoice {
+        ModelChoice {
+            root: self.model.clone(),
+            sub: self.sub_model.clone(),
+            root_url: self.root_url.clone(),
+            sub_url: self.sub_url.clone(),
+            api_key: std::env::var(&self.api_key_env).ok().filter(|k| !k.is_empty()),
+            ctx: self.ctx,
+            threads: self.threads,
+            gpu_layers: self.gpu_layers,
+            engine: None,
         }
     }
-}
 
-/// The engine names a model by its file stem.
-fn stem(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// Token counts for a model whose tokenizer is not here: 3 characters a token over-counts
-/// English and code for every tokenizer we ship, so prompts sized with it fit.
-struct Estimate;
-
-impl Tokens for Estimate {
-    fn count_tokens(&self, text: &str) -> usize {
-        text.chars().count().div_ceil(3)
-    }
-
-    fn render_chat(&self, messages: &[ChatMessage]) -> quarry_llm::Result<String> {
-        // Role markers cost a few tokens each in every template.
-        Ok(messages.iter().map(|m| format!("<|{}|>\n{}\n", m.role, m.content)).collect())
+    /// Starts the models, telling the person on stderr what is happening.
+    pub async fn start(&self) -> Result<Models> {
+        Ok(Models::start(&self.choice(), |note| eprintln!("{note}")).await?)
     }
 }

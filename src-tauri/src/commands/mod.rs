@@ -1,15 +1,30 @@
 //! Commands the web UI calls through `ui/src/ipc.ts`. Each is a plain function over the library
 //! crates, wrapped for Tauri only at the edge, so tests call them directly.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+use tauri::ipc::Channel;
+use tauri::State;
 
 use quarry_llm::{ModelStore, Status};
+use quarry_rlm::{Answer, Event};
+
+pub mod ask;
+
+pub use ask::{AskRequest, AskState};
 
 /// A command failure as the UI shows it: one sentence.
 #[derive(Debug, Serialize, thiserror::Error)]
 #[error("{message}")]
 pub struct CommandError {
     message: String,
+}
+
+impl CommandError {
+    pub fn new(message: impl Into<String>) -> CommandError {
+        CommandError { message: message.into() }
+    }
 }
 
 impl From<quarry_llm::Error> for CommandError {
@@ -58,6 +73,41 @@ pub fn app_info_for(store: &ModelStore) -> Result<AppInfo, CommandError> {
         })
         .collect();
     Ok(AppInfo { version: env!("CARGO_PKG_VERSION").into(), models_dir: store.dir().display().to_string(), models })
+}
+
+/// Answers a question about a folder; every event of the run goes to `on_event` as it happens,
+/// and the answer (with its checked citations) is the result.
+#[tauri::command]
+pub async fn ask(
+    state: State<'_, Arc<AskState>>,
+    request: AskRequest,
+    on_event: Channel<Event>,
+) -> Result<Answer, CommandError> {
+    let engine = ask::engine_path()?;
+    ask::ask_with(&state, request, &engine, |e| {
+        // A closed window drops the channel; the run goes on to its end regardless.
+        let _ = on_event.send(e.clone());
+    })
+    .await
+}
+
+/// Stops the question being answered; it ends at its next step with what it has.
+#[tauri::command]
+pub fn cancel_ask(state: State<'_, Arc<AskState>>) -> bool {
+    state.cancel()
+}
+
+/// The native folder chooser; `None` when the person cancels it.
+#[tauri::command]
+pub async fn pick_folder(app: tauri::AppHandle) -> Result<Option<String>, CommandError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // GTK dialogs belong on the main thread.
+    app.run_on_main_thread(move || {
+        let picked = rfd::FileDialog::new().set_title("Choose a folder to ask about").pick_folder();
+        let _ = tx.send(picked.map(|p| p.display().to_string()));
+    })
+    .map_err(|e| CommandError::new(format!("the folder chooser could not open: {e}")))?;
+    rx.await.map_err(|_| CommandError::new("the folder chooser closed unexpectedly"))
 }
 
 #[cfg(test)]

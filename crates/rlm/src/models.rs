@@ -1,0 +1,167 @@
+//! The two models a question needs — a root and a sub model — each either local, served by one
+//! supervised `quarry serve` child (a llama.cpp abort cannot take the caller down), or any
+//! OpenAI-compatible endpoint (a GPU server running vLLM, llama-server, Ollama or `quarry
+//! serve`). The CLI and the desktop app both start their models here. The root's tokenizer is
+//! loaded in-process alone, to fit prompts to the window exactly.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use quarry_llm::local::{ChatMessage, Tokenizer, Tokens};
+use quarry_llm::{LanguageModel, LocalServer, ModelStore, OpenAiClient, Role, ServerOptions};
+
+use crate::{Analyst, AnalystConfig, Result};
+
+/// Which models to run, and how.
+#[derive(Debug, Clone)]
+pub struct ModelChoice {
+    /// The root model: catalog id or GGUF path (default: the catalog's root model); with
+    /// `root_url`, the model's name at that endpoint.
+    pub root: Option<String>,
+    /// The sub model, as `root` (default: the catalog's sub model).
+    pub sub: Option<String>,
+    /// An OpenAI-compatible endpoint serving the root model, e.g. http://gpu-box:8000/v1.
+    pub root_url: Option<String>,
+    pub sub_url: Option<String>,
+    /// The endpoints' API key.
+    pub api_key: Option<String>,
+    /// Context window per request in tokens.
+    pub ctx: usize,
+    /// CPU threads for local models (default: physical cores − 1).
+    pub threads: Option<usize>,
+    pub gpu_layers: u32,
+    /// The `quarry` executable that serves local models (`quarry serve`); `None` is this very
+    /// executable, which is right for the CLI. The desktop app names the `quarry` beside it.
+    pub engine: Option<PathBuf>,
+}
+
+impl Default for ModelChoice {
+    fn default() -> Self {
+        ModelChoice {
+            root: None,
+            sub: None,
+            root_url: None,
+            sub_url: None,
+            api_key: None,
+            ctx: 8192,
+            threads: None,
+            gpu_layers: 0,
+            engine: None,
+        }
+    }
+}
+
+/// Started models, ready to answer.
+pub struct Models {
+    /// The local engine, when a model is local.
+    pub server: Option<LocalServer>,
+    pub root: Arc<dyn LanguageModel>,
+    pub sub: Arc<dyn LanguageModel>,
+    pub tokens: Arc<dyn Tokens + Send + Sync>,
+    /// The root is Quarry's own engine, so it takes grammars.
+    pub root_is_local: bool,
+}
+
+impl Models {
+    /// Resolves and starts the chosen models; `note` hears what is worth telling a person
+    /// ("Starting the local engine with ...").
+    pub async fn start(choice: &ModelChoice, mut note: impl FnMut(&str)) -> Result<Models> {
+        let store = ModelStore::from_env();
+        let catalog = store.catalog()?;
+        let root_id = choice.root.clone().unwrap_or_else(|| catalog.default_for(Role::Root).id.clone());
+        let sub_id = choice.sub.clone().unwrap_or_else(|| catalog.default_for(Role::Sub).id.clone());
+        let remote = |url: &str, id: &str| -> Result<Arc<dyn LanguageModel>> {
+            let client = OpenAiClient::new(url, id, choice.api_key.clone())?;
+            Ok(Arc::new(client.with_concurrency(8)))
+        };
+
+        // Local models: resolved (and their files checked) before anything starts.
+        let root_path = choice.root_url.is_none().then(|| store.resolve(&root_id)).transpose()?;
+        let sub_path = choice.sub_url.is_none().then(|| store.resolve(&sub_id)).transpose()?;
+        // The root's tokenizer: its GGUF when there is one locally (a remote root named by a
+        // catalog id or path counts exactly too); otherwise an estimate with a safety margin.
+        let tokens: Arc<dyn Tokens + Send + Sync> = match root_path.clone().or_else(|| store.resolve(&root_id).ok()) {
+            Some(p) => Arc::new(Tokenizer::load(&p)?),
+            None => {
+                note(&format!(
+                    "note: no local copy of {root_id}'s tokenizer; prompts are sized by an estimate of 3 characters a token"
+                ));
+                Arc::new(Estimate)
+            }
+        };
+
+        let mut local: Vec<&Path> = Vec::new();
+        for p in [root_path.as_deref(), sub_path.as_deref()].into_iter().flatten() {
+            if !local.contains(&p) {
+                local.push(p);
+            }
+        }
+        let threads = choice.threads.unwrap_or_else(quarry_llm::local::default_threads);
+        let server = if local.is_empty() {
+            None
+        } else {
+            note(&format!(
+                "Starting the local engine with {}, {threads} thread{}",
+                local.iter().map(|p| stem(p)).collect::<Vec<_>>().join(" and "),
+                if threads == 1 { "" } else { "s" }
+            ));
+            let mut options = ServerOptions::new(local.iter().map(|p| p.display().to_string()).collect());
+            if let Some(engine) = &choice.engine {
+                options.program = engine.clone();
+            }
+            // Four slots: llm_query_batched's prompts decode together, and the root keeps its own
+            // slot (and its cached conversation) while they run.
+            options.slots = 4;
+            options.ctx_per_slot = choice.ctx as u32;
+            options.threads = Some(threads);
+            options.gpu_layers = choice.gpu_layers;
+            Some(LocalServer::start(options).await?)
+        };
+        let pick = |path: &Option<PathBuf>, url: &Option<String>, id: &str| -> Result<Arc<dyn LanguageModel>> {
+            match (path, url, &server) {
+                (Some(p), _, Some(server)) => Ok(Arc::new(server.model(&stem(p)))),
+                (_, Some(url), _) => remote(url, id),
+                _ => unreachable!("a model is local (and the engine started) or remote"),
+            }
+        };
+        let root = pick(&root_path, &choice.root_url, &root_id)?;
+        let sub = pick(&sub_path, &choice.sub_url, &sub_id)?;
+        if let Some(url) = &choice.root_url {
+            note(&format!("Root model: {root_id} at {url}"));
+        }
+        if let Some(url) = &choice.sub_url {
+            note(&format!("Sub model: {sub_id} at {url}"));
+        }
+        Ok(Models { server, root, sub, tokens, root_is_local: choice.root_url.is_none() })
+    }
+
+    pub fn analyst(&self, config: AnalystConfig) -> Analyst {
+        Analyst::new(self.root.clone(), self.sub.clone(), self.tokens.clone(), config)
+    }
+
+    pub async fn shutdown(self) {
+        if let Some(server) = self.server {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// The engine names a model by its file stem.
+fn stem(p: &Path) -> String {
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Token counts for a model whose tokenizer is not here: 3 characters a token over-counts
+/// English and code for every tokenizer we ship, so prompts sized with it fit.
+struct Estimate;
+
+impl Tokens for Estimate {
+    fn count_tokens(&self, text: &str) -> usize {
+        text.chars().count().div_ceil(3)
+    }
+
+    fn render_chat(&self, messages: &[ChatMessage]) -> quarry_llm::Result<String> {
+        // Role markers cost a few tokens each in every template.
+        Ok(messages.iter().map(|m| format!("<|{}|>\n{}\n", m.role, m.content)).collect())
+    }
+}

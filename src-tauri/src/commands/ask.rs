@@ -1,0 +1,191 @@
+//! Asking a question about a folder from the window: the same [`Analyst`] as `quarry ask`, its
+//! events forwarded to the UI as they happen. Models are started on the first question and kept
+//! for the next (starting the 1.5B engine costs seconds); the local engine and the REPL worker
+//! are the `quarry` executable installed beside the app, supervised, so a llama.cpp abort or a
+//! runaway Python block never takes the window down.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+
+use quarry_index::Folder;
+use quarry_repl::WorkerCommand;
+use quarry_rlm::{AnalystConfig, Answer, Event, Mode, ModelChoice, Models};
+
+use super::CommandError;
+
+/// What the window asks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AskRequest {
+    pub folder: String,
+    pub question: String,
+    pub mode: Mode,
+    /// Catalog ids; `None` is the catalog's default for the role.
+    #[serde(default)]
+    pub root_model: Option<String>,
+    #[serde(default)]
+    pub sub_model: Option<String>,
+}
+
+/// The models kept between questions, and the run in progress.
+#[derive(Default)]
+pub struct AskState {
+    models: tokio::sync::Mutex<Option<Started>>,
+    running: Mutex<Option<Arc<AtomicBool>>>,
+}
+
+struct Started {
+    root: Option<String>,
+    sub: Option<String>,
+    models: Models,
+}
+
+impl AskState {
+    /// Stops the run in progress, if any; it ends at its next step with what it has.
+    pub fn cancel(&self) -> bool {
+        match &*self.running.lock().expect("running lock") {
+            Some(flag) => {
+                flag.store(true, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops the local engine (on exit).
+    pub async fn shutdown(&self) {
+        if let Some(started) = self.models.lock().await.take() {
+            started.models.shutdown().await;
+        }
+    }
+}
+
+/// The `quarry` executable beside this one (or `QUARRY_ENGINE`): it serves local models and
+/// runs the REPL worker.
+pub fn engine_path() -> Result<PathBuf, CommandError> {
+    if let Some(p) = std::env::var_os("QUARRY_ENGINE").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| CommandError::new(format!("cannot find the app's own path: {e}")))?;
+    let beside = exe.with_file_name(format!("quarry{}", std::env::consts::EXE_SUFFIX));
+    if beside.is_file() {
+        Ok(beside)
+    } else {
+        Err(CommandError::new(format!(
+            "Quarry's engine is missing: there is no {} (build it with `cargo build --release -p quarry-cli`)",
+            beside.display()
+        )))
+    }
+}
+
+/// Answers `request`, sending every event of the run to `on_event`.
+pub async fn ask_with(
+    state: &AskState,
+    request: AskRequest,
+    engine: &Path,
+    mut on_event: impl FnMut(&Event) + Send,
+) -> Result<Answer, CommandError> {
+    let question = request.question.trim().to_string();
+    if question.is_empty() {
+        return Err(CommandError::new("Type a question first."));
+    }
+    let folder_path = PathBuf::from(request.folder.trim());
+    if request.folder.trim().is_empty() {
+        return Err(CommandError::new("Choose a folder first."));
+    }
+    let folder = tokio::task::spawn_blocking(move || Folder::load(&folder_path))
+        .await
+        .map_err(|e| CommandError::new(format!("reading the folder failed: {e}")))?
+        .map_err(|e| CommandError::new(e.to_string()))?;
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let mut running = state.running.lock().expect("running lock");
+        if running.is_some() {
+            return Err(CommandError::new("A question is already being answered; cancel it or wait."));
+        }
+        *running = Some(cancel.clone());
+    }
+    let result = answer(state, &request, engine, folder, &question, cancel, &mut on_event).await;
+    *state.running.lock().expect("running lock") = None;
+    result
+}
+
+async fn answer(
+    state: &AskState,
+    request: &AskRequest,
+    engine: &Path,
+    folder: Folder,
+    question: &str,
+    cancel: Arc<AtomicBool>,
+    on_event: &mut (impl FnMut(&Event) + Send),
+) -> Result<Answer, CommandError> {
+    let mut slot = state.models.lock().await;
+    if slot.as_ref().is_some_and(|s| s.root != request.root_model || s.sub != request.sub_model) {
+        if let Some(old) = slot.take() {
+            old.models.shutdown().await;
+        }
+    }
+    if slot.is_none() {
+        let choice = ModelChoice {
+            root: request.root_model.clone(),
+            sub: request.sub_model.clone(),
+            engine: Some(engine.to_path_buf()),
+            ..ModelChoice::default()
+        };
+        let models = Models::start(&choice, |note| on_event(&Event::Notice { message: note.to_string() }))
+            .await
+            .map_err(|e| CommandError::new(e.to_string()))?;
+        *slot = Some(Started { root: request.root_model.clone(), sub: request.sub_model.clone(), models });
+    }
+    let started = slot.as_ref().expect("started above");
+    let mut config = AnalystConfig { window: 8192, ..AnalystConfig::default() };
+    config.rlm.sandbox.worker =
+        WorkerCommand { program: engine.to_path_buf(), args: vec!["worker".into(), "repl".into()] };
+    config.rlm.accepts_grammar = started.models.root_is_local;
+    let analyst = started.models.analyst(config);
+    analyst
+        .answer(&folder, question, request.mode, cancel, |e| on_event(e))
+        .await
+        .map_err(|e| CommandError::new(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(folder: &str, question: &str) -> AskRequest {
+        AskRequest {
+            folder: folder.into(),
+            question: question.into(),
+            mode: Mode::Rlm,
+            root_model: None,
+            sub_model: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_one_sentence_naming_what_is_wrong() {
+        let state = AskState::default();
+        let engine = Path::new("/nonexistent/quarry");
+        let err = ask_with(&state, request("", "Why?"), engine, |_| {}).await.unwrap_err();
+        assert_eq!(err.to_string(), "Choose a folder first.");
+        let err = ask_with(&state, request("/tmp", "  "), engine, |_| {}).await.unwrap_err();
+        assert_eq!(err.to_string(), "Type a question first.");
+        let err = ask_with(&state, request("/nonexistent/data-room", "Why?"), engine, |_| {}).await.unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/data-room"), "{err}");
+        assert!(!state.cancel(), "nothing is running after a refusal");
+    }
+
+    #[test]
+    fn the_request_reads_the_ui_s_json() {
+        let r: AskRequest = serde_json::from_str(
+            r#"{"folder": "/d", "question": "Q?", "mode": "rag", "root_model": "qwen2.5-coder-0.5b-instruct-q4_k_m"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.mode, Mode::Rag);
+        assert_eq!(r.sub_model, None);
+    }
+}
