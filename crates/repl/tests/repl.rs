@@ -556,4 +556,9 @@ def parse_top():
     assert_eq!(count(&mut repl, "len(imports('os'))"), "2");
     assert_eq!(count(&mut repl, "imports('collections')[0]['names']"), "['Counter']");
     assert!(error_of(&run(&mut repl, "symbols(kind='module')")).contains("kind must be"));
+    let r = run(&mut repl, "len(symbols(kind='class', parent='TestCase'))");
+    assert_eq!(r.value.as_deref(), Some("0"));
+    assert!(r.stderr.contains("2 classes derive from it: use base='TestCase'"), "{r:#?}");
+    let r = run(&mut repl, "len(symbols(base='Suite'))");
+    assert!(r.stderr.contains("use parent='Suite'"), "{r:#?}");
 }

@@ -977,7 +977,7 @@ fn feedback(
             }
         }
         if empty {
-            s.push_str("(no output; use print() to see values)\n");
+            s.push_str("(no output: nothing was printed. A print inside a loop or an if that shows nothing means nothing matched; use print() to see values)\n");
         }
         let found_nothing: Vec<&str> = r
             .variables

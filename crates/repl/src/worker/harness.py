@@ -645,9 +645,23 @@ def symbols(name=None, kind=None, parent=None, base=None):
 
     for path, tree in _python_trees():
         visit(tree, path, None, False)
-    return [r for r in out
-            if (kind is None or r["kind"] == kind) and (pattern is None or pattern.match(r["name"]))
-            and (parent is None or r["parent"] == parent) and (base is None or has_base(r))]
+    found = [r for r in out
+             if (kind is None or r["kind"] == kind) and (pattern is None or pattern.match(r["name"]))
+             and (parent is None or r["parent"] == parent) and (base is None or has_base(r))]
+    # parent= and base= are easy to mix up (the 1.5B model asked for classes "inside" TestCase
+    # when it meant derived from it); an empty answer says which one would have matched.
+    if not found and parent is not None and base is None:
+        derived = sum(1 for r in out if r["kind"] == "class" and any(
+            b == parent or b.endswith("." + parent) for b in r["bases"]))
+        if derived:
+            print("note: nothing is defined inside %r, but %d classes derive from it: use base=%r"
+                  % (parent, derived, parent), file=sys.stderr)
+    if not found and base is not None and parent is None:
+        inside = sum(1 for r in out if r["parent"] == base)
+        if inside:
+            print("note: no class derives from %r, but %d things are defined inside it: use parent=%r"
+                  % (base, inside, base), file=sys.stderr)
+    return found
 
 
 def _package_of(path):
