@@ -556,6 +556,10 @@ def parse_top():
     assert_eq!(count(&mut repl, "len(imports('os'))"), "2");
     assert_eq!(count(&mut repl, "imports('collections')[0]['names']"), "['Counter']");
     assert!(error_of(&run(&mut repl, "symbols(kind='module')")).contains("kind must be"));
+    let r = run(&mut repl, "symbols(kind='import', module='os')");
+    let e = error_of(&r);
+    assert!(e.contains("not module (imports are listed by imports(module=...))"), "{e}");
+    assert!(error_of(&run(&mut repl, "symbols(kind='import')")).contains("imports are listed by imports"));
     let r = run(&mut repl, "len(symbols(kind='class', parent='TestCase'))");
     assert_eq!(r.value.as_deref(), Some("0"));
     assert!(r.stderr.contains("2 classes derive from it: use base='TestCase'"), "{r:#?}");

@@ -12,7 +12,7 @@
 //! - An **unterminated** block (the reply was cut off, or the model forgot the fence) is not run
 //!   — half a loop is worse than none — and is reported so the loop can say so to the model.
 //! - A **final answer in prose** is a line that *starts* with `FINAL(` or `FINAL_VAR(` (any
-//!   case) outside code blocks. "I will call FINAL when done" is a sentence, not an answer. The argument runs
+//!   case) outside code blocks, or a `Final:` / `Final answer:` line. "I will call FINAL when done" is a sentence, not an answer. The argument runs
 //!   to the matching parenthesis (nested ones are fine, as are parentheses inside quotes) and
 //!   may span lines. `FINAL(...)` inside code is the REPL's business (it shows up in
 //!   [`ReplResult::final_answer`](quarry_repl::ReplResult)).
@@ -114,6 +114,15 @@ pub fn find_final(prose: &str) -> Option<FinalAnswer> {
         let starts = |p: &str| stripped.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
         let is_var = starts("FINAL_VAR(");
         if !is_var && !starts("FINAL(") {
+            // "Final: 13" and "Final answer: 13" on a line of their own, the 1.5B model's habit
+            // when it has stopped writing code.
+            if let Some(label) = ["FINAL ANSWER:", "FINAL:"].iter().find(|p| starts(p)) {
+                let answer = stripped[label.len()..].lines().next().unwrap_or_default().trim();
+                let answer = strip_trailing_decoration(answer.trim_matches(['*', '`']).trim());
+                if !answer.is_empty() {
+                    return Some(FinalAnswer::Text(answer.to_string()));
+                }
+            }
             continue;
         }
         let open = stripped.find('(').expect("checked above");
@@ -268,6 +277,14 @@ mod tests {
         assert_eq!(parse_reply("FINAL answer soon").final_answer, None, "no parenthesis");
         assert_eq!(parse_reply("FINALLY(3)").final_answer, None);
         assert_eq!(parse_reply("The final(ly) answer").final_answer, None);
+    }
+
+    #[test]
+    fn a_final_label_line_is_an_answer() {
+        assert_eq!(parse_reply("The count is below.\nFinal: 13").final_answer, text("13"));
+        assert_eq!(parse_reply("**Final Answer:** a.py\nmore").final_answer, text("a.py"));
+        assert_eq!(parse_reply("Final:").final_answer, None, "empty");
+        assert_eq!(parse_reply("The final: nope").final_answer, None, "not at line start");
     }
 
     #[test]

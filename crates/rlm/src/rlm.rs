@@ -150,7 +150,9 @@ struct Input {
 /// told that, the 1.5B model wrote "# No documents yet" as its block on 4 of 20 S-NIAH tasks.
 const FIRST_STEP: &str = "Write a ```repl block that starts looking, for example by grep for words from the question.";
 /// For Python source: the model reaches for grep out of habit and counts mentions, not definitions.
-const FIRST_STEP_PYTHON: &str = "Write a ```repl block that starts looking: for a question about definitions, classes, methods or imports, use symbols() or imports(); otherwise grep for words from the question.";
+/// Not worded so it reads as code: after "starts looking: for a question about ..." the 1.5B
+/// model wrote the sentence on as its block (it starts with `for`).
+const FIRST_STEP_PYTHON: &str = "Write a ```repl block that starts looking. Use symbols() or imports() when the question is about definitions, classes, methods or imports, and grep for words from the question otherwise.";
 
 impl Rlm {
     pub fn new(root: Arc<dyn LanguageModel>, sub: Arc<dyn LanguageModel>, config: RlmConfig) -> Rlm {

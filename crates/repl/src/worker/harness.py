@@ -608,7 +608,7 @@ def _python_trees():
     return parsed
 
 
-def symbols(name=None, kind=None, parent=None, base=None):
+def symbols(name=None, kind=None, parent=None, base=None, **unknown):
     """Every class, function and method defined in the folder's Python files, found by parsing
     them (not by grep). A list of dicts: "path", "line", "kind" ("class", "function" or
     "method": a def directly in a class body), "name", "parent" (the enclosing class or
@@ -617,8 +617,14 @@ def symbols(name=None, kind=None, parent=None, base=None):
     its start; `kind` keeps one kind; `parent` keeps what is defined directly in that class or
     function; `base` keeps classes listing that base class (`base="TestCase"` matches
     `TestCase` and `unittest.TestCase`)."""
+    # Small models guess at arguments; the error says what to call instead.
+    if unknown:
+        hint = " (imports are listed by imports(module=...))" if "module" in unknown else ""
+        raise TypeError("symbols() takes name, kind, parent and base, not %s%s"
+                        % (", ".join(sorted(unknown)), hint))
     if kind is not None and kind not in ("class", "function", "method"):
-        raise ValueError("symbols: kind must be 'class', 'function' or 'method', not %r" % (kind,))
+        hint = "; imports are listed by imports(module=...)" if str(kind).startswith("import") else ""
+        raise ValueError("symbols: kind must be 'class', 'function' or 'method', not %r%s" % (kind, hint))
     pattern = re.compile(name) if name is not None else None
 
     def has_base(record):
