@@ -563,6 +563,10 @@ def parse_top():
     let r = run(&mut repl, "len(symbols(kind='class', parent='TestCase'))");
     assert_eq!(r.value.as_deref(), Some("0"));
     assert!(r.stderr.contains("2 classes derive from it: use base='TestCase'"), "{r:#?}");
+    let r = run(&mut repl, "symbols('Suite', kind='method')");
+    assert!(r.stderr.contains("'Suite' is a class with 3 methods: use parent='Suite'"), "{r:#?}");
+    let r = run(&mut repl, "symbols(kind='method', parent='Parser')");
+    assert!(r.stderr.contains("nothing in these files is named 'Parser'"), "{r:#?}");
     let r = run(&mut repl, "len(symbols(base='Suite'))");
     assert!(r.stderr.contains("use parent='Suite'"), "{r:#?}");
 }

@@ -662,6 +662,17 @@ def symbols(name=None, kind=None, parent=None, base=None, **unknown):
         if derived:
             print("note: nothing is defined inside %r, but %d classes derive from it: use base=%r"
                   % (parent, derived, parent), file=sys.stderr)
+    # The class's name given as the method's name: symbols("Parser", kind="method").
+    if not found and name is not None and kind in ("method", "function"):
+        owners = [r for r in out if r["kind"] == "class" and pattern.match(r["name"])]
+        if owners:
+            c = owners[0]["name"]
+            n = sum(1 for r in out if r["parent"] == c and r["kind"] == "method")
+            print("note: no %s is named %r, but %r is a class with %d methods: use parent=%r"
+                  % (kind, name, c, n, c), file=sys.stderr)
+    if not found and parent is not None and not any(r["name"] == parent for r in out):
+        print("note: nothing in these files is named %r, so nothing can be inside it" % (parent,),
+              file=sys.stderr)
     if not found and base is not None and parent is None:
         inside = sum(1 for r in out if r["parent"] == base)
         if inside:
