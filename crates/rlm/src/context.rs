@@ -68,7 +68,7 @@ const PYTHON: &[&str] = &[".py", ".pyi", ".pyw"];
 /// definitions gets an exact answer where a grep counts every mention.
 const PYTHON_HELPERS: &str = "\
 For Python source the REPL also has (use them, not grep, for questions about definitions, classes, methods and imports):
-- `symbols(name=None, kind=None, parent=None, base=None)`: every class, function and method, parsed: dicts with \"path\", \"line\", \"kind\" (\"class\", \"function\" or \"method\"), \"name\", \"parent\" (enclosing class or function), \"bases\" (a class's base classes as written). Filters: `name` is a regex matched at the start of the name, `parent` a class or function name, `base` a base class name. Example, the methods of a class named in the question: `print(len(symbols(kind=\"method\", parent=CLASS_NAME)))`.
+- `symbols(name=None, kind=None, parent=None, base=None)`: every class, function and method, parsed: dicts with \"path\", \"line\", \"kind\" (\"class\", \"function\" or \"method\"), \"name\", \"parent\" (enclosing class or function), \"bases\" (a class's base classes as written). Filters: `name` is a regex matched at the start of the name, `parent` a class or function name, `base` a base class name. Example: `print(len(symbols(kind=\"method\", parent=\"Parser\")))`.
 - `imports(module=None)`: every import statement: dicts with \"path\", \"line\", \"module\", \"names\"; with `module`, only imports of it or its submodules.
 ";
 
