@@ -90,7 +90,7 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
     let models = args.models.start().await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
-    args.rlm.apply(&mut config, models.root_is_local);
+    args.rlm.apply(&mut config);
     let analyst = models.analyst(config);
 
     let cancel = Arc::new(AtomicBool::new(false));

@@ -97,7 +97,7 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
     let models = args.models.start().await?;
     let mut config =
         AnalystConfig { window: args.models.ctx, answer_tokens: args.max_tokens, ..AnalystConfig::default() };
-    args.rlm.apply(&mut config, models.root_is_local);
+    args.rlm.apply(&mut config);
     let analyst = models.analyst(config);
     let (root_name, sub_name) = (models.root.name().to_string(), models.sub.name().to_string());
 

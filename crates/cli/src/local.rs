@@ -58,16 +58,13 @@ pub struct LoopArgs {
 }
 
 impl LoopArgs {
-    /// `root_is_local`: Quarry's own engine serves the root, so grammars can be sent.
-    pub fn apply(&self, config: &mut AnalystConfig, root_is_local: bool) {
+    pub fn apply(&self, config: &mut AnalystConfig) {
         let b = &mut config.rlm.budget;
         b.max_iterations = self.max_iterations;
         b.max_sub_calls = self.max_sub_calls;
         b.wall_clock = self.max_seconds.map(std::time::Duration::from_secs);
         config.rlm.max_depth = self.max_depth.max(1);
         config.rlm.root_grammar = self.root_grammar;
-        // A remote root may be a hosted API that rejects llama.cpp's `grammar` field.
-        config.rlm.accepts_grammar = root_is_local;
     }
 }
 

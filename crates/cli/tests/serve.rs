@@ -30,6 +30,22 @@ fn serve(extra: &[&str], env_key: Option<&str>) -> (Child, u16) {
     (child, v["port"].as_u64().unwrap() as u16)
 }
 
+/// A folder whose answer is checkable: the storage room code is 7391.
+fn memo_folder() -> tempfile::TempDir {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
+    folder
+}
+
+/// `quarry ask --json` in `mode` about `folder`, with the 0.5B model as root and sub at `url`.
+fn ask_remote(mode: &str, url: &str, folder: &tempfile::TempDir) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    cmd.args(["ask", "--mode", mode, "--folder", folder.path().to_str().unwrap()])
+        .args(["--model", SMALL, "--sub-model", SMALL, "--root-url", url, "--sub-url", url, "--ctx", "2048", "--json"])
+        .arg("What is the storage room code?");
+    cmd
+}
+
 fn ask(q: &str, n: usize) -> ChatRequest {
     ChatRequest { max_tokens: Some(n), ..ChatRequest::new(vec![ChatMessage::user(q)]) }
 }
@@ -118,26 +134,10 @@ async fn a_model_that_cannot_load_fails_the_start_with_the_childs_reason() {
 fn ask_uses_a_remote_endpoint_for_root_and_sub() {
     let (mut child, port) = serve(&[], Some("remote-key"));
     let url = format!("http://127.0.0.1:{port}/v1");
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
+    let folder = memo_folder();
     let ask = |key: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
-        cmd.args(["ask", "--mode", "rag", "--folder", folder.path().to_str().unwrap()])
-            .args([
-                "--model",
-                SMALL,
-                "--sub-model",
-                SMALL,
-                "--root-url",
-                &url,
-                "--sub-url",
-                &url,
-                "--ctx",
-                "2048",
-                "--json",
-            ])
-            .arg("What is the storage room code?")
-            .env_remove("QUARRY_ENDPOINT_KEY");
+        let mut cmd = ask_remote("rag", &url, &folder);
+        cmd.env_remove("QUARRY_ENDPOINT_KEY");
         if let Some(k) = key {
             cmd.env("QUARRY_ENDPOINT_KEY", k);
         }
@@ -162,28 +162,8 @@ fn ask_uses_a_remote_endpoint_for_root_and_sub() {
 fn ctrl_c_cancels_a_run_cleanly() {
     let (mut server, port) = serve(&[], None);
     let url = format!("http://127.0.0.1:{port}/v1");
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
-    let mut ask = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["ask", "--mode", "rlm", "--folder", folder.path().to_str().unwrap()])
-        .args([
-            "--model",
-            SMALL,
-            "--sub-model",
-            SMALL,
-            "--root-url",
-            &url,
-            "--sub-url",
-            &url,
-            "--ctx",
-            "2048",
-            "--json",
-        ])
-        .arg("What is the storage room code?")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let folder = memo_folder();
+    let mut ask = ask_remote("rlm", &url, &folder).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut lines = BufReader::new(ask.stdout.take().unwrap()).lines();
     // The first delta: the root model is generating.
     for line in lines.by_ref() {

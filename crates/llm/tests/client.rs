@@ -1,5 +1,5 @@
 //! The OpenAI-compatible client against a scripted endpoint: retries on 429/5xx (and not on
-//! other errors), and the per-endpoint concurrency limit.
+//! other errors), the per-endpoint concurrency limit, and the tokens of a stream stopped early.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,4 +94,40 @@ async fn no_more_than_the_limit_are_in_flight_at_once() {
     }
     assert_eq!(e.requests.load(Ordering::SeqCst), 6);
     assert_eq!(e.max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+/// Five streamed deltas, then the usage event a caller that stops early never reads.
+async fn five_deltas() -> Response {
+    let mut body = String::new();
+    for piece in ["a", "b", "c", "d", "e"] {
+        body.push_str(&format!("data: {}\n\n", json!({"choices": [{"delta": {"content": piece}}]})));
+    }
+    body.push_str(&format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"choices": [{"delta": {}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 5}})
+    ));
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+/// Stops the stream at its third delta.
+struct StopAtThird(usize);
+
+impl quarry_llm::DeltaSink for StopAtThird {
+    fn delta(&mut self, _: &str) -> bool {
+        self.0 += 1;
+        self.0 < 3
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_stopped_early_still_counts_the_tokens_it_generated() {
+    let app = Router::new().route("/v1/chat/completions", post(five_deltas));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = OpenAiClient::new(&base, "m", None).unwrap();
+    let c = client.chat_stream(&hello(), &mut StopAtThird(0)).await.unwrap();
+    assert_eq!(c.text, "abc");
+    assert_eq!(c.finish_reason, quarry_llm::FinishReason::Cancelled);
+    assert_eq!(c.usage.completion_tokens, 3, "one token per delta received");
 }

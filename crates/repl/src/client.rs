@@ -37,10 +37,12 @@ pub struct WorkerCommand {
 
 impl WorkerCommand {
     pub fn current_exe() -> Self {
-        WorkerCommand {
-            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("quarry")),
-            args: vec!["worker".into(), "repl".into()],
-        }
+        WorkerCommand::quarry(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("quarry")))
+    }
+
+    /// `<program> worker repl`: a `quarry` executable other than this one (the desktop app's).
+    pub fn quarry(program: PathBuf) -> Self {
+        WorkerCommand { program, args: vec!["worker".into(), "repl".into()] }
     }
 }
 

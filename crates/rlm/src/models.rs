@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use quarry_llm::local::{ChatMessage, Tokenizer, Tokens};
 use quarry_llm::{LanguageModel, LocalServer, ModelStore, OpenAiClient, Role, ServerOptions};
+use quarry_repl::WorkerCommand;
 
 use crate::{Analyst, AnalystConfig, Result};
 
@@ -30,8 +31,9 @@ pub struct ModelChoice {
     /// CPU threads for local models (default: physical cores − 1).
     pub threads: Option<usize>,
     pub gpu_layers: u32,
-    /// The `quarry` executable that serves local models (`quarry serve`); `None` is this very
-    /// executable, which is right for the CLI. The desktop app names the `quarry` beside it.
+    /// The `quarry` executable that serves local models (`quarry serve`) and runs the REPL
+    /// worker (`quarry worker repl`); `None` is this very executable, which is right for the
+    /// CLI. The desktop app names the `quarry` beside it.
     pub engine: Option<PathBuf>,
 }
 
@@ -60,6 +62,8 @@ pub struct Models {
     pub tokens: Arc<dyn Tokens + Send + Sync>,
     /// The root is Quarry's own engine, so it takes grammars.
     pub root_is_local: bool,
+    /// [`ModelChoice::engine`]: also the REPL worker's executable.
+    engine: Option<PathBuf>,
 }
 
 impl Models {
@@ -132,10 +136,24 @@ impl Models {
         if let Some(url) = &choice.sub_url {
             note(&format!("Sub model: {sub_id} at {url}"));
         }
-        Ok(Models { server, root, sub, tokens, root_is_local: choice.root_url.is_none() })
+        Ok(Models {
+            server,
+            root,
+            sub,
+            tokens,
+            root_is_local: choice.root_url.is_none(),
+            engine: choice.engine.clone(),
+        })
     }
 
-    pub fn analyst(&self, config: AnalystConfig) -> Analyst {
+    /// An analyst over these models. What follows from the models is set here: a remote root may
+    /// be a hosted API that rejects llama.cpp's `grammar` field, and the `quarry` that serves
+    /// local models also runs the REPL worker.
+    pub fn analyst(&self, mut config: AnalystConfig) -> Analyst {
+        config.rlm.accepts_grammar = self.root_is_local;
+        if let Some(engine) = &self.engine {
+            config.rlm.sandbox.worker = WorkerCommand::quarry(engine.clone());
+        }
         Analyst::new(self.root.clone(), self.sub.clone(), self.tokens.clone(), config)
     }
 

@@ -12,9 +12,10 @@
 //! - An **unterminated** block (the reply was cut off, or the model forgot the fence) is not run
 //!   — half a loop is worse than none — and is reported so the loop can say so to the model.
 //! - A **final answer in prose** is a line that *starts* with `FINAL(` or `FINAL_VAR(` (any
-//!   case) outside code blocks, or a `Final:` / `Final answer:` line. "I will call FINAL when done" is a sentence, not an answer. The argument runs
-//!   to the matching parenthesis (nested ones are fine, as are parentheses inside quotes) and
-//!   may span lines. `FINAL(...)` inside code is the REPL's business (it shows up in
+//!   case) outside code blocks, or a `Final:` / `Final answer:` line. "I will call FINAL when
+//!   done" is a sentence, not an answer. The argument runs to the matching parenthesis (nested
+//!   ones are fine, as are parentheses inside quotes) and may span lines. `FINAL(...)` inside
+//!   code is the REPL's business (it shows up in
 //!   [`ReplResult::final_answer`](quarry_repl::ReplResult)).
 
 use serde::{Deserialize, Serialize};
@@ -42,11 +43,17 @@ pub enum FinalAnswer {
 pub struct Reply {
     pub blocks: Vec<CodeBlock>,
     pub final_answer: Option<FinalAnswer>,
-    /// A code fence was opened and never closed; its code was not taken.
-    pub unterminated: bool,
-    /// The unterminated block's code and the byte offset in the reply where that code starts,
-    /// so a reply cut off mid-block can be salvaged up to the cut.
+    /// A code fence was opened and never closed; its code was not taken. Kept aside with the
+    /// byte offset in the reply where that code starts, so a reply cut off mid-block can be
+    /// salvaged up to the cut.
     pub open_block: Option<(usize, String)>,
+}
+
+impl Reply {
+    /// A code fence was opened and never closed.
+    pub fn unterminated(&self) -> bool {
+        self.open_block.is_some()
+    }
 }
 
 const LANGS: &[&str] = &["repl", "python", "python3", "py"];
@@ -93,10 +100,7 @@ pub fn parse_reply(text: &str) -> Reply {
         }
         prose.push_str(line);
     }
-    if let Some((_, code)) = open {
-        reply.unterminated = true;
-        reply.open_block = Some((code_start, code));
-    }
+    reply.open_block = open.map(|(_, code)| (code_start, code));
     reply.final_answer = find_final(&prose);
     reply
 }
@@ -213,7 +217,7 @@ mod tests {
         assert_eq!(r.blocks[0], CodeBlock { lang: "repl".into(), code: "x = 1\nprint(x)\n".into() });
         assert_eq!(r.blocks[1].code, "y = 2\n");
         assert_eq!(r.final_answer, None);
-        assert!(!r.unterminated);
+        assert!(!r.unterminated());
     }
 
     #[test]
@@ -248,7 +252,7 @@ mod tests {
         let t = "Plan.\n```repl\nfor x in range(3):\n    print(x)\nFINAL(3)";
         let r = parse_reply(t);
         assert!(r.blocks.is_empty());
-        assert!(r.unterminated);
+        assert!(r.unterminated());
         assert_eq!(r.final_answer, None, "FINAL inside the unterminated block is code, not prose");
         let (start, code) = r.open_block.clone().expect("the open block is kept aside");
         assert_eq!(&t[start..], code, "the offset points at the block's code");
@@ -258,7 +262,7 @@ mod tests {
     fn a_closed_block_before_an_unterminated_one_is_kept() {
         let r = parse_reply("```repl\na = 1\n```\n```python\nb = ");
         assert_eq!(r.blocks.len(), 1);
-        assert!(r.unterminated);
+        assert!(r.unterminated());
     }
 
     #[test]

@@ -279,7 +279,6 @@ impl Rlm {
                 )),
             ],
             root_usage: Usage::default(),
-            looped: false,
         };
         let mut trajectory = Trajectory {
             metadata: Metadata {
@@ -559,8 +558,6 @@ struct Run {
     feedback_chars: usize,
     messages: Vec<ChatMessage>,
     root_usage: Usage,
-    /// The last guarded root call was cut by the [`RepetitionGuard`].
-    looped: bool,
 }
 
 impl Run {
@@ -579,12 +576,7 @@ impl Run {
             request.stop = vec![BLOCK_END.into()];
         }
         request.constraint.grammar = grammar.map(String::from);
-        let mut c = self.ask_root_guarded(rlm, &request, true, cancel, on_event).await?;
-        if self.looped && c.finish_reason == FinishReason::Cancelled && !cancel.load(Ordering::Relaxed) {
-            on_event(&Event::Notice { message: "the root model repeated itself; its turn was cut there".into() });
-            c.finish_reason = FinishReason::Length;
-        }
-        Ok(c)
+        self.ask_root_guarded(rlm, &request, true, cancel, on_event).await
     }
 
     /// Every root-model call — turns, answer probes, repairs — goes through here: streamed as
@@ -599,7 +591,8 @@ impl Run {
         self.ask_root_guarded(rlm, request, false, cancel, on_event).await
     }
 
-    /// [`Run::ask_root`], optionally cutting a reply that loops (sets [`Run::looped`]).
+    /// [`Run::ask_root`], optionally cutting a reply that loops: the cut reply comes back as
+    /// one that hit its length limit, which is what it is to the loop.
     async fn ask_root_guarded<F: FnMut(&Event) + Send>(
         &mut self,
         rlm: &Rlm,
@@ -610,10 +603,16 @@ impl Run {
     ) -> Result<Completion> {
         let mut sink = Stream { on_event, cancel, guard: guarded.then(RepetitionGuard::default) };
         let result = rlm.root.chat_stream(request, &mut sink).await;
-        self.looped = sink.guard.is_some_and(|g| g.tripped);
+        let looped = sink.guard.is_some_and(|g| g.tripped);
         match result {
-            Ok(c) => {
+            Ok(mut c) => {
                 self.root_usage += c.usage;
+                if looped && c.finish_reason == FinishReason::Cancelled && !cancel.load(Ordering::Relaxed) {
+                    on_event(&Event::Notice {
+                        message: "the root model repeated itself; its turn was cut there".into(),
+                    });
+                    c.finish_reason = FinishReason::Length;
+                }
                 Ok(c)
             }
             Err(e) => {
@@ -802,29 +801,32 @@ impl RepetitionGuard {
 }
 
 /// What is left of a block cut off mid-way (by the token limit or the repetition guard): the
-/// lines before the cut, without a half-written last line, repeated comments or trailing
-/// comments. `None` when no code is left.
-fn salvage_cut_block(code: &str) -> Option<String> {
-    let mut lines: Vec<&str> = code.split_inclusive('\n').collect();
-    if lines.last().is_some_and(|l| !l.ends_with('\n')) {
-        lines.pop();
-    }
+/// whole lines before the cut, each comment once. With code among them, the code up to its last
+/// complete statement and `true`; without, the first few comments (a trace of what the model
+/// meant, which runs as nothing) and `false`.
+fn salvage_cut_block(code: &str) -> (String, bool) {
     let mut comments = std::collections::HashSet::new();
-    let mut kept: Vec<&str> = lines
-        .into_iter()
+    let lines: Vec<&str> = code
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
         .filter(|l| {
             let t = l.trim();
             !t.starts_with('#') || comments.insert(t)
         })
         .collect();
-    while kept.last().is_some_and(|l| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#') || t.ends_with(':')
-    }) {
-        kept.pop();
+    let mut kept = lines.as_slice();
+    while let Some((last, rest)) = kept.split_last() {
+        let t = last.trim();
+        if !(t.is_empty() || t.starts_with('#') || t.ends_with(':')) {
+            break;
+        }
+        kept = rest;
     }
-    let code: String = kept.concat();
-    code.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with('#')).then_some(code)
+    if comment_only(&kept.concat()) {
+        (lines.iter().take(3).copied().collect(), false)
+    } else {
+        (kept.concat(), true)
+    }
 }
 
 /// What kept (part of) a reply from running as written.
@@ -853,15 +855,7 @@ fn cut_to_what_runs(text: String, finish: FinishReason) -> (String, crate::parse
     if finish != FinishReason::Length {
         return (text, reply, Defect::Unterminated);
     }
-    let (kept, salvaged) = match salvage_cut_block(&code) {
-        Some(kept) => (kept, true),
-        // Keep the first comments as a trace of what the model meant; they run as nothing.
-        None => {
-            let mut seen = std::collections::HashSet::new();
-            let whole_lines = code.split_inclusive('\n').filter(|l| l.ends_with('\n'));
-            (whole_lines.filter(|l| seen.insert(l.trim())).take(3).collect(), false)
-        }
-    };
+    let (kept, salvaged) = salvage_cut_block(&code);
     let text = format!("{}{}\n```", &text[..start], kept.trim_end());
     let reply = parse_reply(&text);
     (text, reply, Defect::Cut { salvaged })
@@ -878,11 +872,16 @@ const BLOCK_END: &str = "\n```\n";
 /// Endpoints drop the stop string from the text (OpenAI's rule), which leaves the block the
 /// stop string closed unterminated; put the fence back so the block runs.
 fn close_stopped_block(c: &Completion, stopping: bool) -> String {
-    if stopping && c.finish_reason == FinishReason::Stop && parse_reply(&c.text).unterminated {
+    if stopping && c.finish_reason == FinishReason::Stop && parse_reply(&c.text).unterminated() {
         format!("{}\n```", c.text)
     } else {
         c.text.clone()
     }
+}
+
+/// `blocks` are, block for block, the code in `ran` (whitespace at the ends aside).
+fn same_code<'a>(ran: impl Iterator<Item = &'a str>, blocks: &[CodeBlock]) -> bool {
+    !blocks.is_empty() && ran.map(str::trim).eq(blocks.iter().map(|b| b.code.trim()))
 }
 
 /// The same code as the last turn, which ran without error.
@@ -890,9 +889,8 @@ fn repeats_last_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> bool {
     let Some(last) = last.filter(|l| !l.code_blocks.is_empty()) else {
         return false;
     };
-    !blocks.is_empty()
-        && last.code_blocks.iter().all(|r| r.result.error.is_none())
-        && last.code_blocks.iter().map(|r| r.block.code.trim()).eq(blocks.iter().map(|b| b.code.trim()))
+    last.code_blocks.iter().all(|r| r.result.error.is_none())
+        && same_code(last.code_blocks.iter().map(|r| r.block.code.as_str()), blocks)
 }
 
 /// The error of the last turn, when it failed and `blocks` are its code again (as written or
@@ -900,12 +898,9 @@ fn repeats_last_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> bool {
 fn repeats_failed_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> Option<String> {
     let last = last?;
     let error = last.code_blocks.iter().find_map(|r| r.result.error.clone())?;
-    let same = |pick: &dyn Fn(&BlockRun) -> &str| {
-        last.code_blocks.iter().map(|r| pick(r).trim()).eq(blocks.iter().map(|b| b.code.trim()))
-    };
-    let repeated = !blocks.is_empty()
-        && (same(&|r| r.block.code.as_str()) || same(&|r| r.repaired_from.as_deref().unwrap_or(&r.block.code)));
-    repeated.then_some(error)
+    let as_run = last.code_blocks.iter().map(|r| r.block.code.as_str());
+    let as_written = last.code_blocks.iter().map(|r| r.repaired_from.as_deref().unwrap_or(&r.block.code));
+    (same_code(as_run, blocks) || same_code(as_written, blocks)).then_some(error)
 }
 
 /// The text of a block that is one `FINAL(...)` line, comments aside.
@@ -1057,7 +1052,7 @@ mod tests {
         assert_eq!(parse_reply(&close_stopped_block(&c, true)).blocks.len(), 1);
         assert_eq!(close_stopped_block(&c, false), c.text, "not when the stop string is off");
         let cut = done("```repl\nprint(1)", FinishReason::Length);
-        assert!(parse_reply(&close_stopped_block(&cut, true)).unterminated, "a length cut stays unrun");
+        assert!(parse_reply(&close_stopped_block(&cut, true)).unterminated(), "a length cut stays unrun");
         let closed = done("```repl\nprint(1)\n```", FinishReason::Stop);
         assert_eq!(close_stopped_block(&closed, true), closed.text);
     }
@@ -1080,15 +1075,15 @@ mod tests {
         let cut =
             "hits = grep('x')\n# look at it\nfor h in hits:\n    print(h)\n# look at it\n# then read\nfor d in hi";
         assert_eq!(
-            salvage_cut_block(cut).as_deref(),
-            Some("hits = grep('x')\n# look at it\nfor h in hits:\n    print(h)\n")
+            salvage_cut_block(cut),
+            ("hits = grep('x')\n# look at it\nfor h in hits:\n    print(h)\n".into(), true)
         );
         assert_eq!(
-            salvage_cut_block("x = 1\nfor h in hits:\n").as_deref(),
-            Some("x = 1\n"),
+            salvage_cut_block("x = 1\nfor h in hits:\n"),
+            ("x = 1\n".into(), true),
             "a header without a body goes"
         );
-        assert_eq!(salvage_cut_block("# plan\n# more plan\n"), None);
+        assert!(!salvage_cut_block("# plan\n# more plan\n").1);
         assert!(comment_only("# a\n\n  # b\n") && !comment_only("# a\nx = 1\n"));
         let (text, reply, defect) = cut_to_what_runs("Plan\n```repl\nx = 1\n# a\n# a\ny".into(), FinishReason::Length);
         assert_eq!((text.as_str(), defect), ("Plan\n```repl\nx = 1\n```", Defect::Cut { salvaged: true }));

@@ -24,7 +24,7 @@ async fn under_the_root_grammar_every_reply_is_one_block_or_a_final_line() {
     let result = needle(true).await;
     for it in &result.trajectory.iterations {
         let reply = quarry_rlm::parse_reply(&it.response);
-        let one_block = reply.blocks.len() == 1 && !reply.unterminated && it.response.trim_end().ends_with("```");
+        let one_block = reply.blocks.len() == 1 && !reply.unterminated() && it.response.trim_end().ends_with("```");
         let final_line = reply.blocks.is_empty() && it.response.trim_start().starts_with("FINAL");
         assert!(one_block || final_line, "{:?}", it.response);
     }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use quarry_index::Folder;
-use quarry_repl::WorkerCommand;
 use quarry_rlm::{AnalystConfig, Answer, Event, Mode, ModelChoice, Models};
 
 use super::CommandError;
@@ -92,7 +91,7 @@ pub async fn ask_with(
         return Err(CommandError::new("Type a question first."));
     }
     let folder_path = PathBuf::from(request.folder.trim());
-    if request.folder.trim().is_empty() {
+    if folder_path.as_os_str().is_empty() {
         return Err(CommandError::new("Choose a folder first."));
     }
     let folder = tokio::task::spawn_blocking(move || Folder::load(&folder_path))
@@ -141,11 +140,7 @@ async fn answer(
         *slot = Some(Started { root: request.root_model.clone(), sub: request.sub_model.clone(), models });
     }
     let started = slot.as_ref().expect("started above");
-    let mut config = AnalystConfig { window: 8192, ..AnalystConfig::default() };
-    config.rlm.sandbox.worker =
-        WorkerCommand { program: engine.to_path_buf(), args: vec!["worker".into(), "repl".into()] };
-    config.rlm.accepts_grammar = started.models.root_is_local;
-    let analyst = started.models.analyst(config);
+    let analyst = started.models.analyst(AnalystConfig::default());
     analyst
         .answer(&folder, question, request.mode, cancel, |e| on_event(e))
         .await

@@ -579,12 +579,13 @@ def llm_classify(items, labels, instruction=None, batch=10):
 # `ast` knows: strings, comments and line continuations never count.
 
 _PY_SUFFIXES = (".py", ".pyi", ".pyw")
-_parsed = None  # [(path, tree)] once parsed; the documents never change during a run
+_index = None  # (symbols, imports, unparsed paths), built once: the documents never change
 
 
-def _python_trees():
-    global _parsed
-    if _parsed is None:
+def _python_index():
+    """Every definition and import in the context's Python source, parsed once per context."""
+    global _index
+    if _index is None:
         ctx = _reserved.get("context")
         if isinstance(ctx, Documents):
             sources = [(d.path, d.text) for d in ctx if d.path.lower().endswith(_PY_SUFFIXES)]
@@ -592,20 +593,67 @@ def _python_trees():
             sources = [("context", ctx)]
         else:
             sources = []
-        parsed, failed = [], []
+        symbols_found, imports_found, failed = [], [], []
         for path, text in sources:
             try:
-                parsed.append((path, ast.parse(text, path)))
+                tree = ast.parse(text, path)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 failed.append(path)
-        _parsed = (parsed, failed)
-    parsed, failed = _parsed
+                continue
+            _collect_symbols(tree, path, None, False, symbols_found)
+            _collect_imports(tree, path, imports_found)
+        imports_found.sort(key=lambda r: (r["path"], r["line"]))
+        _index = (symbols_found, imports_found, failed)
+    symbols_found, imports_found, failed = _index
     if failed:
         # Said on every call: an exact count over files that did not parse is not exact.
         print("note: %d file(s) are not valid Python and were skipped: %s"
               % (len(failed), ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")),
               file=sys.stderr)
-    return parsed
+    return symbols_found, imports_found
+
+
+def _collect_symbols(node, path, parent, in_class, out):
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.ClassDef):
+            out.append({"path": path, "line": child.lineno, "kind": "class", "name": child.name,
+                        "parent": parent, "bases": [ast.unparse(b) for b in child.bases],
+                        "async": False})
+            _collect_symbols(child, path, child.name, True, out)
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append({"path": path, "line": child.lineno,
+                        "kind": "method" if in_class else "function", "name": child.name,
+                        "parent": parent, "bases": [],
+                        "async": isinstance(child, ast.AsyncFunctionDef)})
+            _collect_symbols(child, path, child.name, False, out)
+        else:
+            # if/try/with bodies: a def inside them belongs to the same scope.
+            _collect_symbols(child, path, parent, in_class, out)
+
+
+def _package_of(path):
+    """`pkg/sub/mod.py` -> ["pkg", "sub"]; `pkg/__init__.py` -> ["pkg"] too."""
+    return path.replace("\\", "/").split("/")[:-1]
+
+
+def _collect_imports(tree, path, out):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.append({"path": path, "line": node.lineno, "module": alias.name, "names": []})
+        elif isinstance(node, ast.ImportFrom):
+            name = node.module or ""
+            if node.level:
+                base = _package_of(path)
+                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                name = ".".join(p for p in base + ([name] if name else []) if p)
+            out.append({"path": path, "line": node.lineno, "module": name,
+                        "names": [a.name for a in node.names]})
+
+
+def _derives(record, base):
+    """The class lists `base` among its bases, as written or as `module.base`."""
+    return any(b == base or b.endswith("." + base) for b in record["bases"])
 
 
 def symbols(name=None, kind=None, parent=None, base=None, **unknown):
@@ -626,64 +674,41 @@ def symbols(name=None, kind=None, parent=None, base=None, **unknown):
         hint = "; imports are listed by imports(module=...)" if str(kind).startswith("import") else ""
         raise ValueError("symbols: kind must be 'class', 'function' or 'method', not %r%s" % (kind, hint))
     pattern = re.compile(name) if name is not None else None
-
-    def has_base(record):
-        return any(b == base or b.endswith("." + base) for b in record["bases"])
-    out = []
-
-    def visit(node, path, parent, in_class):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.ClassDef):
-                record = {"path": path, "line": child.lineno, "kind": "class", "name": child.name,
-                          "parent": parent, "bases": [ast.unparse(b) for b in child.bases],
-                          "async": False}
-                out.append(record)
-                visit(child, path, child.name, True)
-            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out.append({"path": path, "line": child.lineno,
-                            "kind": "method" if in_class else "function", "name": child.name,
-                            "parent": parent, "bases": [],
-                            "async": isinstance(child, ast.AsyncFunctionDef)})
-                visit(child, path, child.name, False)
-            else:
-                # if/try/with bodies: a def inside them belongs to the same scope.
-                visit(child, path, parent, in_class)
-
-    for path, tree in _python_trees():
-        visit(tree, path, None, False)
-    found = [r for r in out
+    everything, _ = _python_index()
+    found = [r for r in everything
              if (kind is None or r["kind"] == kind) and (pattern is None or pattern.match(r["name"]))
-             and (parent is None or r["parent"] == parent) and (base is None or has_base(r))]
-    # parent= and base= are easy to mix up (the 1.5B model asked for classes "inside" TestCase
-    # when it meant derived from it); an empty answer says which one would have matched.
-    if not found and parent is not None and base is None:
-        derived = sum(1 for r in out if r["kind"] == "class" and any(
-            b == parent or b.endswith("." + parent) for b in r["bases"]))
+             and (parent is None or r["parent"] == parent) and (base is None or _derives(r, base))]
+    if not found:
+        _explain_nothing(everything, name, pattern, kind, parent, base)
+    # Copies: model code may edit what it gets, and the index serves every later call.
+    return [dict(r, bases=list(r["bases"])) for r in found]
+
+
+def _explain_nothing(everything, name, pattern, kind, parent, base):
+    """Says on stderr which other argument would have matched: small models mix them up."""
+    def note(text):
+        print("note: " + text, file=sys.stderr)
+    # The 1.5B model asked for classes "inside" TestCase when it meant derived from it.
+    if parent is not None and base is None:
+        derived = sum(1 for r in everything if r["kind"] == "class" and _derives(r, parent))
         if derived:
-            print("note: nothing is defined inside %r, but %d classes derive from it: use base=%r"
-                  % (parent, derived, parent), file=sys.stderr)
+            note("nothing is defined inside %r, but %d classes derive from it: use base=%r"
+                 % (parent, derived, parent))
     # The class's name given as the method's name: symbols("Parser", kind="method").
-    if not found and name is not None and kind in ("method", "function"):
-        owners = [r for r in out if r["kind"] == "class" and pattern.match(r["name"])]
+    if name is not None and kind in ("method", "function"):
+        owners = [r for r in everything if r["kind"] == "class" and pattern.match(r["name"])]
         if owners:
             c = owners[0]["name"]
-            n = sum(1 for r in out if r["parent"] == c and r["kind"] == "method")
-            print("note: no %s is named %r, but %r is a class with %d methods: use parent=%r"
-                  % (kind, name, c, n, c), file=sys.stderr)
-    if not found and parent is not None and not any(r["name"] == parent for r in out):
-        print("note: nothing in these files is named %r, so nothing can be inside it" % (parent,),
-              file=sys.stderr)
-    if not found and base is not None and parent is None:
-        inside = sum(1 for r in out if r["parent"] == base)
+            n = sum(1 for r in everything if r["parent"] == c and r["kind"] == "method")
+            note("no %s is named %r, but %r is a class with %d methods: use parent=%r"
+                 % (kind, name, c, n, c))
+    if parent is not None and not any(r["name"] == parent for r in everything):
+        note("nothing in these files is named %r, so nothing can be inside it" % (parent,))
+    if base is not None and parent is None:
+        inside = sum(1 for r in everything if r["parent"] == base)
         if inside:
-            print("note: no class derives from %r, but %d things are defined inside it: use parent=%r"
-                  % (base, inside, base), file=sys.stderr)
-    return found
-
-
-def _package_of(path):
-    """`pkg/sub/mod.py` -> ["pkg", "sub"]; `pkg/__init__.py` -> ["pkg"] too."""
-    return path.replace("\\", "/").split("/")[:-1]
+            note("no class derives from %r, but %d things are defined inside it: use parent=%r"
+                 % (base, inside, base))
 
 
 def imports(module=None):
@@ -692,27 +717,12 @@ def imports(module=None):
     file's folder: `from . import x` in pkg/a.py is "pkg"), "names" (what `from ... import`
     takes from it; empty for `import m`). With `module`, only imports of that module or of a
     submodule of it (`imports("os")` finds `import os.path` and `from os import sep`)."""
-    out = []
-    for path, tree in _python_trees():
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    out.append({"path": path, "line": node.lineno, "module": alias.name,
-                                "names": []})
-            elif isinstance(node, ast.ImportFrom):
-                name = node.module or ""
-                if node.level:
-                    base = _package_of(path)
-                    base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
-                    name = ".".join(p for p in base + ([name] if name else []) if p)
-                out.append({"path": path, "line": node.lineno, "module": name,
-                            "names": [a.name for a in node.names]})
-    out.sort(key=lambda r: (r["path"], r["line"]))
+    _, everything = _python_index()
+    found = everything
     if module is not None:
         module = str(module)
-        out = [r for r in out if r["module"] == module or r["module"].startswith(module + ".")]
-    return out
-
+        found = [r for r in found if r["module"] == module or r["module"].startswith(module + ".")]
+    return [dict(r, names=list(r["names"])) for r in found]
 
 _RESERVED_FUNCTIONS = {
     "llm_classify": llm_classify,
@@ -850,8 +860,8 @@ def execute(code):
 
 
 def load_context(spec_json):
-    global _parsed
-    _parsed = None
+    global _index
+    _index = None
     spec = json.loads(spec_json)
     kind = spec["kind"]
     if kind == "text":
