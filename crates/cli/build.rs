@@ -1,11 +1,21 @@
-//! `quarry` embeds CPython (the REPL worker is `quarry worker repl`). Link it with an rpath to
-//! the interpreter's library directory: without one, a pyenv or other non-system Python builds
-//! fine and then silently loads the system's older libpython at run time. This has to live in
-//! the binary's own package; a library's `cargo:rustc-link-arg` does not reach binaries.
+//! Link arguments `quarry` needs and a library cannot give it (a library's `cargo:rustc-link-arg`
+//! does not reach binaries, so they live in the binary's own package).
 fn main() {
+    // `quarry` embeds CPython (the REPL worker is `quarry worker repl`). Link it with an rpath to
+    // the interpreter's library directory: without one, a pyenv or other non-system Python builds
+    // fine and then silently loads the system's older libpython at run time.
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     if let Some(dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+
+    // `quarry` runs every local model: route ggml's tinyBLAS calls through quarry-llm's
+    // small-batch switch (crates/llm/csrc/small_batch.c). `--undefined` pulls the wrapper in from
+    // quarry-llm's archive, which the linker has passed by the time ggml asks for it. GNU ld and
+    // lld have `--wrap`; Apple's linker does not, and there the stock kernels stay.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bins=-Wl,--wrap=llamafile_sgemm");
+        println!("cargo:rustc-link-arg-bins=-Wl,--undefined=__wrap_llamafile_sgemm");
     }
 }

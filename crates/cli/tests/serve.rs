@@ -17,7 +17,7 @@ const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
 fn serve(extra: &[&str], env_key: Option<&str>) -> (Child, u16) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
     cmd.args(["serve", "--model", SMALL, "--port", "0", "--slots", "2", "--ctx", "2048"]).args(extra);
-    cmd.env_remove("QUARRY_API_KEY");
+    cmd.env_remove("QUARRY_API_KEY").env_remove("QUARRY_SGEMM_MIN_BATCH");
     if let Some(k) = env_key {
         cmd.env("QUARRY_API_KEY", k);
     }
@@ -72,6 +72,36 @@ async fn a_second_server_works_as_a_remote_endpoint_with_its_key() {
     assert!(c.text.contains("Rome"), "{}", c.text);
     let anonymous = OpenAiClient::new(&base, SMALL, None).unwrap();
     assert!(matches!(anonymous.chat(&ask("hi", 2)).await, Err(Error::Http { status: 401, .. })));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `quarry` is linked so that decode steps of a few tokens skip llamafile's tinyBLAS
+/// (crates/llm/csrc/small_batch.c): two simultaneous requests make two-token steps, `/health`
+/// counts the products sent to ggml's own kernels, and both answers are still right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrow_decode_batches_run_on_ggml_kernels_and_answer_correctly() {
+    // The switch is on for one thread (`quarry_llm::local::kernels::configure`).
+    let (mut child, port) = serve(&["--threads", "1"], None);
+    let base = format!("http://127.0.0.1:{port}");
+    let kernels = || async {
+        let health: serde_json::Value = reqwest::get(format!("{base}/health")).await.unwrap().json().await.unwrap();
+        health["kernels"].clone()
+    };
+    let before = kernels().await;
+    assert_eq!(before["tinyblas_min_batch"], quarry_llm::local::kernels::ONE_THREAD_MIN_BATCH, "{before}");
+    let client = OpenAiClient::new(&base, SMALL, None).unwrap();
+    let italy = ask("What is the capital of Italy? One word.", 8);
+    let france = ask("What is the capital of France? One word.", 8);
+    let (a, b) = tokio::join!(client.chat(&italy), client.chat(&france));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.text.contains("Rome"), "{}", a.text);
+    assert!(b.text.contains("Paris"), "{}", b.text);
+    let after = kernels().await;
+    assert!(
+        after["small_batches"].as_i64().unwrap() > before["small_batches"].as_i64().unwrap(),
+        "no narrow batch was kept from tinyBLAS: {before} -> {after}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

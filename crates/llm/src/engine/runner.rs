@@ -31,6 +31,8 @@ pub(super) fn run(
             return;
         }
     };
+    // Narrow decode batches off tinyBLAS on one thread (see `local::kernels`).
+    crate::local::kernels::configure(config.threads.max(1));
     // Models live on this thread's stack for its whole life; contexts borrow them.
     let mut models = Vec::new();
     for spec in &config.models {

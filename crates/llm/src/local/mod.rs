@@ -3,6 +3,7 @@
 //! This is the single-sequence engine `quarry ask` uses today. The served engine with continuous
 //! batching and prompt caching (`quarry serve`) builds on the same pieces.
 
+pub mod kernels;
 pub mod raw_bench;
 mod template;
 mod text;
@@ -20,6 +21,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+pub use kernels::{kernel_stats, KernelStats};
 pub use template::{ChatMessage, ChatTemplate};
 pub(crate) use text::Utf8Stream;
 
