@@ -32,6 +32,9 @@ pub struct Recursion {
     pub started: Instant,
 }
 
+/// What a sub-call answers once the run's time is up.
+const TIME_UP: &str = "the run's time limit is reached; answer with what you have";
+
 /// Characters of a prompt or response shown in sub-call events.
 const PREVIEW_CHARS: usize = 200;
 
@@ -73,6 +76,10 @@ pub struct RunHost {
     events: UnboundedSender<Event>,
     recursion: Option<Recursion>,
     bm25: OnceLock<Bm25>,
+    /// When the run's wall-clock budget ends. Sub-calls are refused after it and cut off at it:
+    /// the loop checks the clock only between turns, and one turn's batch of sub-calls ran a
+    /// 300 s run to 396 s.
+    deadline: Option<Instant>,
 }
 
 impl RunHost {
@@ -98,7 +105,14 @@ impl RunHost {
             events,
             recursion: None,
             bm25: OnceLock::new(),
+            deadline: None,
         }
+    }
+
+    /// Ends sub-calls at `deadline` (the run's wall-clock limit).
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> RunHost {
+        self.deadline = deadline;
+        self
     }
 
     /// Lets `rlm_query` start child runs (without this it is a plain sub-call).
@@ -173,6 +187,9 @@ impl RunHost {
         if self.cancel.load(Ordering::Relaxed) {
             return Err("the run was cancelled".into());
         }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(TIME_UP.into());
+        }
         let first = self.stats.calls.fetch_add(n, Ordering::SeqCst);
         if first + n > self.max_sub_calls {
             self.stats.exhausted.store(true, Ordering::SeqCst);
@@ -192,7 +209,13 @@ impl RunHost {
         let started = Instant::now();
         let mut request = ChatRequest::new(vec![quarry_llm::local::ChatMessage::user(prompt)]);
         request.max_tokens = self.sub_max_tokens;
-        let result = self.sub.chat(&request).await;
+        let result = match self.deadline {
+            // Dropping the request at the deadline cancels it; the engine frees its slot.
+            Some(d) => tokio::time::timeout_at(d.into(), self.sub.chat(&request))
+                .await
+                .unwrap_or_else(|_| Err(quarry_llm::Error::Cancelled)),
+            None => self.sub.chat(&request).await,
+        };
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(c) => {
@@ -214,6 +237,9 @@ impl RunHost {
                     usage: Usage::default(),
                     seconds,
                 });
+                if matches!(e, quarry_llm::Error::Cancelled) && self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(TIME_UP.into());
+                }
                 Err(format!("the sub model failed: {e}"))
             }
         }

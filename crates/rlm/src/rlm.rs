@@ -258,7 +258,8 @@ impl Rlm {
                 cancel.clone(),
                 tx,
             )
-            .with_recursion(recursion),
+            .with_recursion(recursion)
+            .with_deadline(budget.wall_clock.map(|w| started + w)),
         );
         let context = if text {
             Context::Text(documents.into_iter().next().map(|(_, t)| t).unwrap_or_default())

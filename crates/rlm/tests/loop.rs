@@ -419,6 +419,30 @@ async fn the_sub_call_budget_refuses_and_ends_the_run() {
     assert!(err.contains("budget of 2 sub-calls is spent"), "{err}");
 }
 
+/// The wall clock holds inside a turn: sub-calls still running at the limit are cut off there and
+/// later ones refused, so one slow batch cannot carry a run far past its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_clock_cuts_off_sub_calls_in_flight() {
+    let budget = Budget { wall_clock: Some(Duration::from_secs(4)), ..Default::default() };
+    // A gate that never fills: without the cut-off each call would wait 10 s and answer
+    // "not concurrent".
+    let sub = Arc::new(Sub { prompts: Mutex::new(Vec::new()), gate: Some(Arc::new(tokio::sync::Barrier::new(100))) });
+    let o = run_with(
+        &[
+            "```repl\nrs = llm_query_batched(['a', 'b'])\nprint(rs)\nprint(llm_query('c'))\n```",
+            "FINAL(from what I have)",
+        ],
+        budget,
+        sub,
+    )
+    .await;
+    assert_eq!(o.result.stop_reason, StopReason::WallClock);
+    let out = &o.result.trajectory.iterations[0].code_blocks[0].result;
+    assert_eq!(out.stdout.matches("the run's time limit is reached").count(), 2, "{out:?}");
+    assert!(out.error.as_deref().is_some_and(|e| e.contains("time limit is reached")), "{out:?}");
+    assert_eq!(o.result.answer.as_deref(), Some("from what I have"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grep_read_and_files_serve_the_folder() {
     let o = run(&[
