@@ -19,7 +19,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static atomic_llong min_batch = -1; // -1: not set yet
+// 0 until `quarry_sgemm_init`: every batch goes on to tinyBLAS, as in stock llama.cpp.
+static atomic_llong min_batch = 0;
 static atomic_llong small_batches = 0;
 
 // Sets the narrowest batch tinyBLAS gets, unless QUARRY_SGEMM_MIN_BATCH names one. The engine
@@ -32,14 +33,13 @@ void quarry_sgemm_init(long long fallback) {
     atomic_store_explicit(&min_batch, t < 0 ? 0 : t, memory_order_relaxed);
 }
 
-// The narrowest batch, in tokens, tinyBLAS gets (0 until `quarry_sgemm_init`: stock behaviour).
+// The narrowest batch, in tokens, tinyBLAS gets.
 long long quarry_sgemm_min_batch(void) {
-    long long t = atomic_load_explicit(&min_batch, memory_order_relaxed);
-    return t < 0 ? 0 : t;
+    return atomic_load_explicit(&min_batch, memory_order_relaxed);
 }
 
-// How many products were kept from tinyBLAS: 0 means the wrap is not linked in (or no batch was
-// narrow enough).
+// How many calls were kept from tinyBLAS (one per product and compute thread): 0 means the wrap
+// is not linked in, or no batch was narrow enough.
 long long quarry_sgemm_small_batches(void) {
     return atomic_load_explicit(&small_batches, memory_order_relaxed);
 }

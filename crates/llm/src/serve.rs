@@ -85,7 +85,7 @@ fn engine_error(e: &Error) -> Response {
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"status": "ok", "models": state.engine.models(), "kernels": crate::local::kernel_stats()}))
+    Json(json!({"status": "ok", "models": state.engine.models(), "kernels": crate::local::kernels::stats()}))
 }
 
 async fn models(State(state): State<AppState>) -> Json<Value> {

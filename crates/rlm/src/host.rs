@@ -28,8 +28,6 @@ pub struct Recursion {
     pub config: RlmConfig,
     /// The depth of the run this host serves (0 at the top).
     pub depth: usize,
-    /// When the parent run started, for its remaining wall-clock time.
-    pub started: Instant,
 }
 
 /// What a sub-call answers once the run's time is up.
@@ -109,7 +107,7 @@ impl RunHost {
         }
     }
 
-    /// Ends sub-calls at `deadline` (the run's wall-clock limit).
+    /// Ends sub-calls at `deadline` (the run's wall-clock limit); a child run gets what is left.
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> RunHost {
         self.deadline = deadline;
         self
@@ -128,9 +126,7 @@ impl RunHost {
         let mut config = r.config.clone();
         let used = self.stats.calls.load(Ordering::SeqCst);
         config.budget.max_sub_calls = self.max_sub_calls.saturating_sub(used);
-        if let Some(w) = config.budget.wall_clock {
-            config.budget.wall_clock = Some(w.saturating_sub(r.started.elapsed()));
-        }
+        config.budget.wall_clock = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let label = format!("rlm_query (depth {}): {prompt}", r.depth + 1);
         let _ = self.events.send(Event::SubCallStarted {
             id,

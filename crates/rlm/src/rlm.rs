@@ -246,7 +246,8 @@ impl Rlm {
 
         let (tx, rx) = unbounded_channel();
         let stats = Arc::new(SubCallStats::default());
-        let recursion = Recursion { root: self.root.clone(), config: self.config.clone(), depth: self.depth, started };
+        let recursion = Recursion { root: self.root.clone(), config: self.config.clone(), depth: self.depth };
+        let deadline = budget.wall_clock.map(|w| started + w);
         let host = Arc::new(
             RunHost::new(
                 tokio::runtime::Handle::current(),
@@ -259,7 +260,7 @@ impl Rlm {
                 tx,
             )
             .with_recursion(recursion)
-            .with_deadline(budget.wall_clock.map(|w| started + w)),
+            .with_deadline(deadline),
         );
         let context = if text {
             Context::Text(documents.into_iter().next().map(|(_, t)| t).unwrap_or_default())
@@ -313,7 +314,7 @@ impl Rlm {
             if budget.max_tokens.is_some_and(|m| run.root_usage.total() + sub_usage.total() >= m) {
                 break StopReason::MaxTokens;
             }
-            if budget.wall_clock.is_some_and(|w| started.elapsed() >= w) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 break StopReason::WallClock;
             }
 

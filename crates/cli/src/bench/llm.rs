@@ -31,6 +31,9 @@ const PP: usize = 512;
 const TG: usize = 128;
 
 pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
     let store = ModelStore::from_env();
     let path = store.resolve(&args.model)?;
     let threads = args.threads.unwrap_or_else(quarry_llm::local::default_threads);
@@ -91,7 +94,7 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
     }
     let mut concurrent = serde_json::Map::new();
     for (w, n) in widths.iter().enumerate() {
-        concurrent.insert(n.to_string(), json!(round(median(&mut rates[w]))));
+        concurrent.insert(n.to_string(), json!(round(super::quantile(&mut rates[w], 0.5))));
     }
 
     // Which kernels the batched steps ran on (the served child's small-batch switch).
@@ -146,7 +149,7 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
         }
         println!("4 streams / 1 stream: {:.2}× (target ≥ 1.35×)", c4 / c1);
         println!(
-            "kernels: tinyBLAS for batches of ≥ {} tokens; {} narrower products sent to ggml's own kernels",
+            "kernels: tinyBLAS for batches of ≥ {} tokens; {} narrower calls sent to ggml's own kernels",
             kernels["tinyblas_min_batch"], kernels["small_batches"]
         );
         println!(
@@ -158,15 +161,6 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 fn round(x: f64) -> f64 {

@@ -20,3 +20,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
         BenchCommand::Repl(args) => repl::run(args),
     }
 }
+
+/// The `q` quantile (0.5 the median) of `samples`, nearest rank; sorts them. At least one sample.
+fn quantile(samples: &mut [f64], q: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}

@@ -31,10 +31,9 @@ struct Stat {
     p90_ms: f64,
 }
 
-fn stat(mut samples: Vec<Duration>) -> Stat {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
-    Stat { median_ms: at(0.5), p90_ms: at(0.9) }
+fn stat(samples: Vec<Duration>) -> Stat {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    Stat { median_ms: super::quantile(&mut ms, 0.5), p90_ms: super::quantile(&mut ms, 0.9) }
 }
 
 pub fn run(args: BenchReplArgs) -> Result<ExitCode> {

@@ -32,7 +32,7 @@ pub(super) fn run(
         }
     };
     // Narrow decode batches off tinyBLAS on one thread (see `local::kernels`).
-    crate::local::kernels::configure(config.threads.max(1));
+    crate::local::kernels::configure(config.threads);
     // Models live on this thread's stack for its whole life; contexts borrow them.
     let mut models = Vec::new();
     for spec in &config.models {

@@ -14,17 +14,19 @@ extern "C" {
 pub struct KernelStats {
     /// The narrowest batch, in tokens, that tinyBLAS computes when the switch is linked in.
     pub tinyblas_min_batch: i64,
-    /// Products kept from tinyBLAS so far in this process: 0 after batched decoding means the
-    /// binary was linked without `--wrap=llamafile_sgemm` and runs the stock kernels.
+    /// Calls kept from tinyBLAS so far in this process (one per product and compute thread): 0
+    /// after batched decoding means the binary was linked without `--wrap=llamafile_sgemm` and
+    /// runs the stock kernels.
     pub small_batches: i64,
 }
 
 /// The narrowest batch tinyBLAS gets when the engine runs on one thread. Measured with `quarry
-/// bench llm` on the reference machine (0.5B model, AVX-512 build): four streams generated 42.8
-/// tokens/s with narrow batches on ggml's kernels against 30.7 on tinyBLAS, two streams 34.6
-/// against 22.5. With two threads tinyBLAS did as well or better (four streams 48.4 against
-/// 42.4), so more threads keep the stock kernels. 32 covers every decode step of up to 8 slots
-/// plus a short prompt tail; prompt chunks are hundreds of tokens and stay on tinyBLAS.
+/// bench llm --reps 5` on the reference machine (0.5B model, README "The local engine"): four
+/// streams generated 37.6 tokens/s with narrow batches on ggml's kernels against 32.1 with
+/// `QUARRY_SGEMM_MIN_BATCH=0`, two streams 28.0 against 21.0. At two threads (single-round runs,
+/// llama.cpp built with GGML_AVX512 before `target-cpu=native`) tinyBLAS did as well or better
+/// (four streams 48.4 against 42.4), so more threads keep the stock kernels. 32 covers every decode step of up to 8 slots plus a short prompt tail; prompt
+/// chunks are hundreds of tokens and stay on tinyBLAS.
 pub const ONE_THREAD_MIN_BATCH: i64 = 32;
 
 /// Chooses the small-batch threshold for an engine on `threads` threads (the environment
@@ -35,7 +37,8 @@ pub fn configure(threads: usize) {
     unsafe { quarry_sgemm_init(fallback as std::ffi::c_longlong) }
 }
 
-pub fn kernel_stats() -> KernelStats {
+/// What the switch is doing in this process.
+pub fn stats() -> KernelStats {
     // SAFETY: both functions only read atomics; they take no arguments and cannot fail.
     unsafe {
         KernelStats {

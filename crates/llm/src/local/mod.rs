@@ -21,7 +21,6 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-pub use kernels::{kernel_stats, KernelStats};
 pub use template::{ChatMessage, ChatTemplate};
 pub(crate) use text::Utf8Stream;
 
