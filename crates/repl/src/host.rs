@@ -21,8 +21,16 @@ pub trait HostFunctions: Send + Sync + 'static {
     }
 
     /// By default serves every prompt concurrently through [`llm_query`](Self::llm_query), one
-    /// thread each, answers in prompt order.
-    fn llm_query_batched(&self, prompts: &[String], model: Option<&str>) -> HostResult<Vec<String>> {
+    /// thread each, answers in prompt order. `grammars` (GBNF, empty or one per prompt)
+    /// constrain the answers where the sub model takes grammars; the default, like a hosted
+    /// API, goes without.
+    fn llm_query_batched(
+        &self,
+        prompts: &[String],
+        model: Option<&str>,
+        grammars: &[String],
+    ) -> HostResult<Vec<String>> {
+        let _ = grammars;
         std::thread::scope(|s| {
             let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || self.llm_query(p, model))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("llm_query panicked".into()))).collect()
@@ -79,9 +87,16 @@ pub(crate) fn serve(host: &dyn HostFunctions, call: &HostCall) -> CallOutcome {
             note_sources(host, "llm_query", sources.iter());
             host.llm_query(prompt, model.as_deref()).map(Value::from)
         }
-        HostCall::LlmQueryBatched { prompts, model, sources } => {
+        HostCall::LlmQueryBatched { prompts, model, grammars, sources } => {
+            if !grammars.is_empty() && grammars.len() != prompts.len() {
+                return CallOutcome::Error(format!(
+                    "{} grammars for {} prompts: give one per prompt, or none",
+                    grammars.len(),
+                    prompts.len()
+                ));
+            }
             note_sources(host, "llm_query_batched", sources.iter().flatten());
-            host.llm_query_batched(prompts, model.as_deref()).map(Value::from)
+            host.llm_query_batched(prompts, model.as_deref(), grammars).map(Value::from)
         }
         HostCall::RlmQuery { prompt, context } => host.rlm_query(prompt, context.as_ref()).map(Value::from),
         HostCall::Grep { pattern, glob, ignore_case, max_results } => {
@@ -247,10 +262,32 @@ mod tests {
         let host = EchoHost { delay: std::time::Duration::from_millis(50), ..Default::default() };
         let prompts: Vec<String> = (0..8).map(|i| i.to_string()).collect();
         let started = std::time::Instant::now();
-        let answers = host.llm_query_batched(&prompts, None).unwrap();
+        let answers = host.llm_query_batched(&prompts, None, &[]).unwrap();
         assert_eq!(answers, (0..8).map(|i| format!("echo: {i}")).collect::<Vec<_>>());
         // Concurrent: eight 50 ms calls take far less than 400 ms.
         assert!(started.elapsed() < std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_batch_with_grammars_needs_one_per_prompt() {
+        let host = EchoHost::default();
+        let call = |grammars: Vec<String>| {
+            serve(
+                &host,
+                &HostCall::LlmQueryBatched {
+                    prompts: vec!["a".into(), "b".into()],
+                    model: None,
+                    grammars,
+                    sources: vec![],
+                },
+            )
+        };
+        assert_eq!(
+            call(vec!["root ::= \"x\"".into()]),
+            CallOutcome::Error("1 grammars for 2 prompts: give one per prompt, or none".into())
+        );
+        assert!(matches!(call(vec!["root ::= \"x\"".into(); 2]), CallOutcome::Value(_)));
+        assert!(matches!(call(vec![]), CallOutcome::Value(_)));
     }
 
     #[derive(Default)]
@@ -276,7 +313,10 @@ mod tests {
         serve(&host, &HostCall::LlmQuery { prompt: "q".into(), model: None, sources: vec![] });
         // A batch: the union in prompt order, duplicates and malformed ranges dropped.
         let sources = vec![vec![src("b.md", 5, 9)], vec![], vec![src("a.md", 1, 4), src("b.md", 5, 9), src("c", 0, 3)]];
-        serve(&host, &HostCall::LlmQueryBatched { prompts: vec!["x".into(); 3], model: None, sources });
+        serve(
+            &host,
+            &HostCall::LlmQueryBatched { prompts: vec!["x".into(); 3], model: None, grammars: vec![], sources },
+        );
         let calls = host.0.into_inner().unwrap();
         let batched: Vec<_> = calls[3..].iter().map(String::as_str).collect();
         assert_eq!(calls[..3], ["llm_query a.md:1-4", "llm_query p", "llm_query q"]);

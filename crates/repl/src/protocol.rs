@@ -113,6 +113,10 @@ pub enum HostCall {
         prompts: Vec<String>,
         #[serde(default)]
         model: Option<String>,
+        /// Per prompt, in prompt order, a GBNF grammar its answer must follow (`llm_classify`
+        /// sends them); hosts whose sub model takes no grammars ignore them. Absent when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        grammars: Vec<String>,
         /// Per prompt, in prompt order, the chunks its text contains; absent when no prompt
         /// contains any.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -317,6 +321,7 @@ mod tests {
             HostCall::LlmQueryBatched {
                 prompts: vec!["a".into(), "b".into()],
                 model: None,
+                grammars: vec![],
                 sources: vec![vec![], vec![source]]
             }
         );

@@ -78,6 +78,8 @@ pub struct RunHost {
     /// the loop checks the clock only between turns, and one turn's batch of sub-calls ran a
     /// 300 s run to 396 s.
     deadline: Option<Instant>,
+    /// The sub model takes GBNF grammars (see `RlmConfig::sub_accepts_grammar`).
+    sub_grammars: bool,
 }
 
 impl RunHost {
@@ -104,12 +106,20 @@ impl RunHost {
             recursion: None,
             bm25: OnceLock::new(),
             deadline: None,
+            sub_grammars: false,
         }
     }
 
     /// Ends sub-calls at `deadline` (the run's wall-clock limit); a child run gets what is left.
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> RunHost {
         self.deadline = deadline;
+        self
+    }
+
+    /// Sends the grammars of `llm_query_batched` calls (from `llm_classify`) to the sub model (a local engine or a
+    /// llama.cpp server); without this they are dropped, as a hosted API would refuse them.
+    pub fn with_sub_grammars(mut self, accepted: bool) -> RunHost {
+        self.sub_grammars = accepted;
         self
     }
 
@@ -194,7 +204,7 @@ impl RunHost {
         Ok(first)
     }
 
-    async fn ask(&self, id: usize, prompt: &str, model: Option<&str>) -> HostResult<String> {
+    async fn ask(&self, id: usize, prompt: &str, model: Option<&str>, grammar: Option<&str>) -> HostResult<String> {
         let _ = model; // one sub model per run for now; the name is accepted for compatibility
         let _ = self.events.send(Event::SubCallStarted {
             id,
@@ -205,6 +215,7 @@ impl RunHost {
         let started = Instant::now();
         let mut request = ChatRequest::new(vec![quarry_llm::local::ChatMessage::user(prompt)]);
         request.max_tokens = self.sub_max_tokens;
+        request.constraint.grammar = grammar.filter(|_| self.sub_grammars).map(String::from);
         let result = match self.deadline {
             // Dropping the request at the deadline cancels it; the engine frees its slot.
             Some(d) => tokio::time::timeout_at(d.into(), self.sub.chat(&request))
@@ -256,14 +267,20 @@ impl RunHost {
 impl HostFunctions for RunHost {
     fn llm_query(&self, prompt: &str, model: Option<&str>) -> HostResult<String> {
         let id = self.reserve(1)?;
-        self.handle.block_on(self.ask(id, prompt, model))
+        self.handle.block_on(self.ask(id, prompt, model, None))
     }
 
     /// All prompts in flight at once: the local engine batches concurrent requests into one
     /// decode step, so this is where `llm_query_batched` gets its speed.
-    fn llm_query_batched(&self, prompts: &[String], model: Option<&str>) -> HostResult<Vec<String>> {
+    fn llm_query_batched(
+        &self,
+        prompts: &[String],
+        model: Option<&str>,
+        grammars: &[String],
+    ) -> HostResult<Vec<String>> {
         let first = self.reserve(prompts.len())?;
-        let asks = prompts.iter().enumerate().map(|(i, p)| self.ask(first + i, p, model));
+        let asks =
+            prompts.iter().enumerate().map(|(i, p)| self.ask(first + i, p, model, grammars.get(i).map(String::as_str)));
         let answers = self.handle.block_on(futures_util::future::join_all(asks));
         // A failed prompt becomes an error string in its slot rather than failing the batch: the
         // other answers were paid for.

@@ -62,6 +62,8 @@ pub struct Models {
     pub tokens: Arc<dyn Tokens + Send + Sync>,
     /// The root is Quarry's own engine, so it takes grammars.
     pub root_is_local: bool,
+    /// The sub model is Quarry's own engine, so it takes grammars.
+    pub sub_is_local: bool,
     /// [`ModelChoice::engine`]: also the REPL worker's executable.
     engine: Option<PathBuf>,
 }
@@ -142,6 +144,7 @@ impl Models {
             sub,
             tokens,
             root_is_local: choice.root_url.is_none(),
+            sub_is_local: choice.sub_url.is_none(),
             engine: choice.engine.clone(),
         })
     }
@@ -151,6 +154,7 @@ impl Models {
     /// local models also runs the REPL worker.
     pub fn analyst(&self, mut config: AnalystConfig) -> Analyst {
         config.rlm.accepts_grammar = self.root_is_local;
+        config.rlm.sub_accepts_grammar = self.sub_is_local;
         if let Some(engine) = &self.engine {
             config.rlm.sandbox.worker = WorkerCommand::quarry(engine.clone());
         }

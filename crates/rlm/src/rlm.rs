@@ -57,6 +57,10 @@ pub struct RlmConfig {
     /// The root endpoint takes GBNF grammars (Quarry's engine, llama-server). Without it no
     /// grammar is sent, whatever `root_grammar` says.
     pub accepts_grammar: bool,
+    /// The sub endpoint takes GBNF grammars: `llm_classify` then constrains each reply to one
+    /// allowed label per item. Without it the replies are parsed as written (the 0.5B model,
+    /// unconstrained, named no allowed label for 101 of 120 TREC questions; docs/results.md).
+    pub sub_accepts_grammar: bool,
 }
 
 /// A root turn under [`RlmConfig::root_grammar`]. Code lines cannot hold backticks, so the
@@ -102,6 +106,7 @@ impl Default for RlmConfig {
             max_depth: 2,
             root_grammar: false,
             accepts_grammar: true,
+            sub_accepts_grammar: true,
         }
     }
 }
@@ -260,7 +265,8 @@ impl Rlm {
                 tx,
             )
             .with_recursion(recursion)
-            .with_deadline(deadline),
+            .with_deadline(deadline)
+            .with_sub_grammars(self.config.sub_accepts_grammar),
         );
         let context = if text {
             Context::Text(documents.into_iter().next().map(|(_, t)| t).unwrap_or_default())

@@ -683,8 +683,11 @@ for h in hits:
 }
 
 /// Labels numbered items "positive" when they say "good", skipping item 2 of every batch of more
-/// than two so the retry is exercised.
-struct Labeller;
+/// than two so the retry is exercised. Records the grammar of every request.
+#[derive(Default)]
+struct Labeller {
+    grammars: Mutex<Vec<Option<String>>>,
+}
 
 #[async_trait::async_trait]
 impl LanguageModel for Labeller {
@@ -694,6 +697,7 @@ impl LanguageModel for Labeller {
 
     async fn chat_stream(&self, request: &ChatRequest, _: &mut dyn DeltaSink) -> quarry_llm::Result<Completion> {
         let prompt = request.messages.last().unwrap().content.clone();
+        self.grammars.lock().unwrap().push(request.constraint.grammar.clone());
         let label = |t: &str| if t.contains("good") { "Positive" } else { "negative." };
         // The items sit between "Items:" and the rule after them.
         let items = prompt.split("Items:\n").nth(1).unwrap().split("\n\n").next().unwrap();
@@ -717,12 +721,36 @@ async fn llm_classify_labels_every_item_in_batches_and_retries_what_was_skipped(
         "FINAL(done)",
     ]);
     let (_dir, folder) = folder();
-    let rlm = Rlm::new(root.clone(), Arc::new(Labeller), config(Budget::default()));
+    let sub = Arc::new(Labeller::default());
+    let rlm = Rlm::new(root.clone(), sub.clone(), config(Budget::default()));
     let r = rlm.run(&folder, "Q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
     let fed_back = root.last_user(1);
     assert!(fed_back.contains("['positive', 'negative', 'positive', 'negative', 'positive']"), "{fed_back}");
     // Two batch prompts (3 + 2 items: item 2 skipped), then item 2 asked again.
     assert_eq!(r.sub_calls, 3);
+    // Each prompt's reply is held to one numbered allowed label per item of that prompt.
+    let mut grammars: Vec<String> = sub.grammars.lock().unwrap().iter().map(|g| g.clone().unwrap()).collect();
+    grammars.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    let label = "label ::= \"positive\" | \"negative\"\n";
+    assert_eq!(
+        grammars[0],
+        format!("root ::= \"1. \" label \"\\n\" \"2. \" label \"\\n\" \"3. \" label \"\\n\"\n{label}")
+    );
+    assert_eq!(grammars[1], format!("root ::= \"1. \" label \"\\n\" \"2. \" label \"\\n\"\n{label}"));
+    assert_eq!(grammars[2], format!("root ::= \"1. \" label \"\\n\"\n{label}"));
+
+    // A sub endpoint that takes no grammars (a hosted API) gets none; the replies are parsed as
+    // written.
+    let root = Scripted::new(&[
+        "```repl\nprint(llm_classify(['good day', 'bad day'], ['positive', 'negative']))\n```",
+        "FINAL(done)",
+    ]);
+    let sub = Arc::new(Labeller::default());
+    let rlm =
+        Rlm::new(root.clone(), sub.clone(), RlmConfig { sub_accepts_grammar: false, ..config(Budget::default()) });
+    rlm.run(&folder, "Q?", Arc::new(AtomicBool::new(false)), |_| {}).await.unwrap();
+    assert!(root.last_user(1).contains("['positive', 'negative']"), "{}", root.last_user(1));
+    assert_eq!(*sub.grammars.lock().unwrap(), vec![None]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -752,14 +780,14 @@ async fn after_a_reply_without_code_the_next_turn_may_only_be_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_classify_does_not_spend_the_budget_retrying_a_sub_model_that_ignores_the_format() {
-    // The echoing sub model repeats the prompt, whose example reply labels items 1 and 2 of each
-    // batch; the other 24 of 30 stay unlabelled, too many to ask again.
+    // The echoing sub model repeats the prompt, which names no allowed label on a numbered line:
+    // all 30 items stay unlabelled, too many to ask again.
     let o = run(&[
         "```repl\nlabels = llm_classify(['w%d' % i for i in range(30)], ['alpha', 'beta'], batch=10)\nprint(labels.count(None))\n```",
         "FINAL(done)",
     ])
     .await;
-    assert!(o.root.last_user(1).contains("Output of code block 1:\n24\n"), "{}", o.root.last_user(1));
+    assert!(o.root.last_user(1).contains("Output of code block 1:\n30\n"), "{}", o.root.last_user(1));
     assert_eq!(o.result.sub_calls, 3, "three batches, no retries");
 }
 

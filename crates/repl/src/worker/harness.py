@@ -131,9 +131,17 @@ def llm_query(prompt, model=None):
 
 def llm_query_batched(prompts, model=None):
     """Ask a sub-model many independent questions (the host may serve them concurrently)."""
+    return _batched(prompts, model)
+
+
+def _batched(prompts, model=None, grammars=None):
+    """`llm_query_batched`, with a GBNF grammar per prompt that its answer must follow where the
+    host's sub model takes grammars (helpers use it; model code gets the plain function)."""
     prompts = list(prompts)
     texts = [str(p) for p in prompts]
     args = {"prompts": texts, "model": model}
+    if grammars is not None:
+        args["grammars"] = [str(g) for g in grammars]
     sources = _provenance(prompts, texts)
     if any(sources):
         args["sources"] = sources
@@ -516,6 +524,12 @@ def _provenance(prompts, texts):
         return [[] for _ in prompts]
 
 
+def _gbnf_literal(text):
+    """`text` as a GBNF string literal."""
+    escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return '"' + escaped + '"'
+
+
 def _match_label(text, labels):
     """The label a sub-model's reply names: exact (case and punctuation aside), else the longest
     label it contains, else None."""
@@ -531,33 +545,41 @@ def _match_label(text, labels):
 
 def llm_classify(items, labels, instruction=None, batch=10):
     """Label every item with one of `labels` using the sub-model, `batch` items per prompt, all
-    prompts at once. Returns a list as long as `items`: a label, or None where the sub-model's
-    reply named none. Items a batch reply skipped are asked again in batches of 3 when they are at
-    most half of all items (a sub-model that ignores the format would otherwise spend the whole
-    sub-call budget on retries)."""
+    prompts at once. Where the host's sub-model takes grammars (local models), each reply is
+    held to one numbered allowed label per item. Returns a list as long as `items`: a label, or
+    None where the sub-model's reply named none. Items a batch reply skipped are asked again in
+    batches of 3 when they are at most half of all items (a sub-model that ignores the format
+    would otherwise spend the whole sub-call budget on retries)."""
     items = [str(x) for x in items]
     labels = [str(l) for l in labels]
     if not labels:
         raise ValueError("llm_classify needs at least one label")
+    if any(not l.strip() for l in labels):
+        raise ValueError("llm_classify's labels must not be empty")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError("batch must be a positive int")
     head = (str(instruction).strip() + "\n") if instruction else ""
     allowed = "Allowed labels: " + "; ".join(labels) + "."
 
     def prompt(group):
-        # Small models answer the items unless the format is shown: items first, then the rule,
-        # then an example reply.
+        # The labels before the items and no example reply: with "1. <first label>" shown, the
+        # 0.5B model gave 91 of 120 TREC questions the example's label; this way its labels spread
+        # like the true ones (29% right against 28% with the example; docs/results.md).
         body = "\n".join("%d. %s" % (j + 1, " ".join(t.split())[:600]) for j, t in enumerate(group))
-        example = "\n".join("%d. %s" % (j + 1, labels[j % len(labels)]) for j in range(min(2, len(group))))
         return (
-            head + "Classify each numbered item below. Do not answer or explain the items.\n\nItems:\n" + body
-            + "\n\n" + allowed + "\nReply with one line per item: the item's number, a period, and one allowed label. Example reply:\n"
-            + example + "\n"
+            head + allowed + "\nGive each numbered item below the allowed label that fits it best. Do not answer or explain the items.\n\nItems:\n"
+            + body + "\n\nReply with one line per item: the item's number, a period, and its label.\n"
         )
+
+    def grammar(n):
+        # One numbered line per item, each an allowed label: the 0.5B model, left free, named no
+        # allowed label for 101 of 120 TREC questions (it answered them, or wrote its own labels).
+        lines = " ".join('"%d. " label "\\n"' % (j + 1) for j in range(n))
+        return "root ::= %s\nlabel ::= %s\n" % (lines, " | ".join(_gbnf_literal(l) for l in labels))
 
     def ask(indices, size):
         groups = [indices[k:k + size] for k in range(0, len(indices), size)]
-        replies = llm_query_batched([prompt([items[i] for i in g]) for g in groups]) if groups else []
+        replies = _batched([prompt([items[i] for i in g]) for g in groups], grammars=[grammar(len(g)) for g in groups]) if groups else []
         for g, reply in zip(groups, replies):
             for line in str(reply).splitlines():
                 m = re.match(r"\s*\**\s*(\d+)\s*[.):\-]\s*(.+)", line)
