@@ -6,6 +6,7 @@
 //! worker, so blocking there on a runtime [`Handle`] is safe; the loop itself runs each
 //! execution on a blocking thread so no runtime worker waits on Python either.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -80,6 +81,10 @@ pub struct RunHost {
     deadline: Option<Instant>,
     /// The sub model takes GBNF grammars (see `RlmConfig::sub_accepts_grammar`).
     sub_grammars: bool,
+    /// This run's sub-model answers by prompt and grammar. Sub-calls decode greedily, so asking
+    /// again would pay for the same answer: the 1.5B root re-ran a 33-prompt `llm_classify`
+    /// with only its counting line changed and ran out of time (oolong-8k-000, docs/results.md).
+    answered: Mutex<HashMap<(String, Option<String>), String>>,
 }
 
 impl RunHost {
@@ -107,6 +112,7 @@ impl RunHost {
             bm25: OnceLock::new(),
             deadline: None,
             sub_grammars: false,
+            answered: Mutex::new(HashMap::new()),
         }
     }
 
@@ -204,6 +210,17 @@ impl RunHost {
         Ok(first)
     }
 
+    /// The answer this run already has for `prompt` under `grammar`, if any.
+    fn recall(&self, prompt: &str, grammar: Option<&str>) -> Option<String> {
+        let key = (prompt.to_string(), self.sent_grammar(grammar));
+        self.answered.lock().expect("answers lock").get(&key).cloned()
+    }
+
+    /// The grammar a sub-call actually carries: none where the sub model takes none.
+    fn sent_grammar(&self, grammar: Option<&str>) -> Option<String> {
+        grammar.filter(|_| self.sub_grammars).map(String::from)
+    }
+
     async fn ask(&self, id: usize, prompt: &str, model: Option<&str>, grammar: Option<&str>) -> HostResult<String> {
         let _ = model; // one sub model per run for now; the name is accepted for compatibility
         let _ = self.events.send(Event::SubCallStarted {
@@ -215,7 +232,7 @@ impl RunHost {
         let started = Instant::now();
         let mut request = ChatRequest::new(vec![quarry_llm::local::ChatMessage::user(prompt)]);
         request.max_tokens = self.sub_max_tokens;
-        request.constraint.grammar = grammar.filter(|_| self.sub_grammars).map(String::from);
+        request.constraint.grammar = self.sent_grammar(grammar);
         let result = match self.deadline {
             // Dropping the request at the deadline cancels it; the engine frees its slot.
             Some(d) => tokio::time::timeout_at(d.into(), self.sub.chat(&request))
@@ -227,6 +244,10 @@ impl RunHost {
         match result {
             Ok(c) => {
                 *self.stats.usage.lock().expect("usage lock") += c.usage;
+                self.answered
+                    .lock()
+                    .expect("answers lock")
+                    .insert((prompt.to_string(), request.constraint.grammar.clone()), c.text.clone());
                 let _ = self.events.send(Event::SubCallFinished {
                     id,
                     ok: true,
@@ -266,6 +287,9 @@ impl RunHost {
 
 impl HostFunctions for RunHost {
     fn llm_query(&self, prompt: &str, model: Option<&str>) -> HostResult<String> {
+        if let Some(answer) = self.recall(prompt, None) {
+            return Ok(answer);
+        }
         let id = self.reserve(1)?;
         self.handle.block_on(self.ask(id, prompt, model, None))
     }
@@ -278,13 +302,21 @@ impl HostFunctions for RunHost {
         model: Option<&str>,
         grammars: &[String],
     ) -> HostResult<Vec<String>> {
-        let first = self.reserve(prompts.len())?;
-        let asks =
-            prompts.iter().enumerate().map(|(i, p)| self.ask(first + i, p, model, grammars.get(i).map(String::as_str)));
-        let answers = self.handle.block_on(futures_util::future::join_all(asks));
-        // A failed prompt becomes an error string in its slot rather than failing the batch: the
-        // other answers were paid for.
-        Ok(answers.into_iter().map(|a| a.unwrap_or_else(|e| format!("ERROR: {e}"))).collect())
+        let grammar = |i: usize| grammars.get(i).map(String::as_str);
+        let mut answers: Vec<Option<String>> =
+            prompts.iter().enumerate().map(|(i, p)| self.recall(p, grammar(i))).collect();
+        let new: Vec<usize> = (0..prompts.len()).filter(|&i| answers[i].is_none()).collect();
+        if !new.is_empty() {
+            let first = self.reserve(new.len())?;
+            let asks = new.iter().enumerate().map(|(k, &i)| self.ask(first + k, &prompts[i], model, grammar(i)));
+            let asked = self.handle.block_on(futures_util::future::join_all(asks));
+            // A failed prompt becomes an error string in its slot rather than failing the batch:
+            // the other answers were paid for.
+            for (&i, a) in new.iter().zip(asked) {
+                answers[i] = Some(a.unwrap_or_else(|e| format!("ERROR: {e}")));
+            }
+        }
+        Ok(answers.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// A child RLM run with its own REPL while the depth allows (see `RlmConfig::max_depth`);

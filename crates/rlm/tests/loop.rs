@@ -399,6 +399,21 @@ async fn llm_query_batched_runs_its_prompts_concurrently() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_asked_again_in_the_run_is_answered_without_a_sub_call() {
+    let o = run(&[
+        "```repl\nprint(llm_query_batched(['a', 'b']))\n```",
+        "```repl\nprint(llm_query_batched(['b', 'c', 'a']), llm_query('c'))\n```",
+        "FINAL(ok)",
+    ])
+    .await;
+    assert!(o.root.last_user(2).contains("['sub: b', 'sub: c', 'sub: a'] sub: c"), "{}", o.root.last_user(2));
+    let mut asked = o.sub.prompts.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(asked, ["a", "b", "c"], "each prompt reached the model once");
+    assert_eq!(o.result.sub_calls, 3, "answers given again cost no budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sub_call_budget_refuses_and_ends_the_run() {
     let budget = Budget { max_sub_calls: 2, ..Default::default() };
     let o = run_with(

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use futures_util::StreamExt;
-use quarry_llm::local::raw_bench::{bench_tokens, raw_speed};
+use quarry_llm::local::raw_bench::{bench_tokens, raw_batched, raw_speed};
 use quarry_llm::{LocalServer, ModelStore, ServerOptions};
 use serde_json::{json, Value};
 
@@ -29,6 +29,11 @@ pub struct BenchLlmArgs {
 
 const PP: usize = 512;
 const TG: usize = 128;
+/// The concurrent figures: this many simultaneous streams, each with a prompt of
+/// `CONC_PROMPT` tokens and `CONC_GEN` generated tokens.
+const WIDTHS: [usize; 4] = [1, 2, 4, 8];
+const CONC_PROMPT: usize = 16;
+const CONC_GEN: usize = 64;
 
 pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
     if args.reps == 0 {
@@ -47,6 +52,18 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
     let p = path.clone();
     let reps = args.reps;
     let raw = tokio::task::spawn_blocking(move || raw_speed(&p, threads, PP, TG, reps)).await??;
+
+    say(&format!(
+        "raw concurrent: 1, 2, 4 and 8 sequences decoded together in-process, {CONC_PROMPT}-token prompts and {CONC_GEN} tokens each, {} reps",
+        args.reps
+    ));
+    let p = path.clone();
+    let mut raw_rates =
+        tokio::task::spawn_blocking(move || raw_batched(&p, threads, &WIDTHS, CONC_PROMPT, CONC_GEN, reps)).await??;
+    let mut raw_concurrent = serde_json::Map::new();
+    for (w, n) in WIDTHS.iter().enumerate() {
+        raw_concurrent.insert(n.to_string(), json!(round(super::quantile(&mut raw_rates[w], 0.5))));
+    }
 
     say("served: starting `quarry serve` …");
     let mut options = ServerOptions::new(vec![path.display().to_string()]);
@@ -73,17 +90,19 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
     }
     let served = (pp_sum / args.reps as f64, tg_sum / args.reps as f64);
 
-    say(&format!("concurrent: 1, 2, 4 and 8 simultaneous streams of 64 tokens, interleaved, {} reps …", args.reps));
+    say(&format!(
+        "concurrent: 1, 2, 4 and 8 simultaneous streams of {CONC_GEN} tokens, interleaved, {} reps …",
+        args.reps
+    ));
     // Interleaved rounds and the median per width: a shared machine's speed drifts over a run,
     // and one 64-token stream lasts two seconds.
-    let widths = [1usize, 2, 4, 8];
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); widths.len()];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); WIDTHS.len()];
     for r in 0..args.reps {
-        for (w, &n) in widths.iter().enumerate() {
+        for (w, &n) in WIDTHS.iter().enumerate() {
             let start = Instant::now();
             let runs = (0..n).map(|i| {
                 let seed = 3000 + (r * 100 + n * 10 + i) as u64;
-                bench.stream(json!({"prompt": bench_tokens(16, seed), "max_tokens": 64, "ignore_eos": true, "cache_prompt": false}))
+                bench.stream(json!({"prompt": bench_tokens(CONC_PROMPT, seed), "max_tokens": CONC_GEN, "ignore_eos": true, "cache_prompt": false}))
             });
             let mut tokens = 0;
             for result in futures_util::future::join_all(runs).await {
@@ -93,7 +112,7 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
         }
     }
     let mut concurrent = serde_json::Map::new();
-    for (w, n) in widths.iter().enumerate() {
+    for (w, n) in WIDTHS.iter().enumerate() {
         concurrent.insert(n.to_string(), json!(round(super::quantile(&mut rates[w], 0.5))));
     }
 
@@ -112,18 +131,22 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
 
     let c1 = concurrent["1"].as_f64().unwrap_or(0.0);
     let c4 = concurrent["4"].as_f64().unwrap_or(0.0);
+    let r1 = raw_concurrent["1"].as_f64().unwrap_or(0.0);
+    let r4 = raw_concurrent["4"].as_f64().unwrap_or(0.0);
     let report = json!({
         "model": args.model,
         "threads": threads,
         "raw": {"pp512": round(raw.pp), "tg128": round(raw.tg)},
         "served": {"pp512": round(served.0), "tg128": round(served.1)},
         "concurrent": concurrent,
+        "raw_concurrent": raw_concurrent,
         "kernels": kernels,
         "prefix_cache": {"ttft_cold_ms": round(cold.ttft * 1e3), "ttft_warm_ms": round(warm.ttft * 1e3), "cached_tokens": warm.cached},
         "targets": {
             "served_pp_ratio": round(served.0 / raw.pp),
             "served_tg_ratio": round(served.1 / raw.tg),
             "concurrent_4_over_1": round(c4 / c1),
+            "raw_concurrent_4_over_1": round(r4 / r1),
             "warm_over_cold": round(warm.ttft / cold.ttft),
         },
     });
@@ -141,13 +164,16 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
             served.0 / raw.pp,
             served.1 / raw.tg
         );
+        println!("{:<28} {:>10} {:>10}", "generated t/s, aggregate", "served", "raw");
         for n in ["1", "2", "4", "8"] {
             println!(
-                "concurrent {n:<2} streams: {:>8.1} generated t/s aggregate",
-                concurrent[n].as_f64().unwrap_or(0.0)
+                "{:<28} {:>10.1} {:>10.1}",
+                format!("concurrent {n} stream(s)"),
+                concurrent[n].as_f64().unwrap_or(0.0),
+                raw_concurrent[n].as_f64().unwrap_or(0.0)
             );
         }
-        println!("4 streams / 1 stream: {:.2}× (target ≥ 1.35×)", c4 / c1);
+        println!("4 streams / 1 stream: {:.2}× served, {:.2}× raw (target ≥ 1.35×)", c4 / c1, r4 / r1);
         println!(
             "kernels: tinyBLAS for batches of ≥ {} tokens; {} narrower calls sent to ggml's own kernels",
             kernels["tinyblas_min_batch"], kernels["small_batches"]

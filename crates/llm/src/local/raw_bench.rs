@@ -83,3 +83,68 @@ pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize)
     }
     Ok(RawSpeed { pp: pp_sum / reps as f64, tg: tg_sum / reps as f64 })
 }
+
+/// Aggregate generation speed of `width` sequences decoded together, for each width: every
+/// sequence gets a `prompt`-token prompt (all prompts in one batch), then `gen` steps of one
+/// token per sequence, no sampling — llama.cpp's `llama-batched-bench` loop, timed from the
+/// prompt batch to the last step as `quarry bench llm` times its concurrent requests. The KV
+/// cache is one buffer shared by the sequences and the small-batch switch is set for `threads`,
+/// both as in the engine, so the figures are the engine's ceiling without HTTP, slots or
+/// sampling. Returns, per width, generated tokens per second in each of `reps` interleaved
+/// rounds.
+pub fn raw_batched(
+    path: &Path,
+    threads: usize,
+    widths: &[usize],
+    prompt: usize,
+    gen: usize,
+    reps: usize,
+) -> Result<Vec<Vec<f64>>> {
+    crate::gguf::inspect(path)?;
+    let backend = super::backend()?;
+    super::kernels::configure(threads);
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| Error::Load { path: path.into(), message: e.to_string() })?;
+    let most = widths.iter().copied().max().unwrap_or(1).max(1);
+    let t = threads.max(1) as i32;
+    let n_batch = (most * prompt).max(most).max(32) as u32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new((most * (prompt + gen + 8)).max(256) as u32))
+        .with_n_seq_max(most as u32)
+        .with_kv_unified(true)
+        .with_n_batch(n_batch)
+        .with_n_ubatch(n_batch)
+        .with_n_threads(t)
+        .with_n_threads_batch(t);
+    let mut ctx = model.new_context(backend, params).map_err(|e| Error::Generation(e.to_string()))?;
+    let gen_err = |e: &dyn std::fmt::Display| Error::Generation(e.to_string());
+
+    let mut run = |width: usize, seed: u64| -> Result<f64> {
+        ctx.clear_kv_cache();
+        let mut batch = LlamaBatch::new(n_batch as usize, most as i32);
+        let start = Instant::now();
+        for s in 0..width {
+            for (i, &tok) in bench_tokens(prompt, seed * 100 + s as u64).iter().enumerate() {
+                batch.add(LlamaToken(tok), i as i32, &[s as i32], i + 1 == prompt).map_err(|e| gen_err(&e))?;
+            }
+        }
+        ctx.decode(&mut batch).map_err(|e| gen_err(&e))?;
+        let next = bench_tokens(gen, seed);
+        for (step, &tok) in next.iter().enumerate() {
+            batch.clear();
+            for s in 0..width {
+                batch.add(LlamaToken(tok), (prompt + step) as i32, &[s as i32], true).map_err(|e| gen_err(&e))?;
+            }
+            ctx.decode(&mut batch).map_err(|e| gen_err(&e))?;
+        }
+        Ok((width * gen) as f64 / start.elapsed().as_secs_f64())
+    };
+    run(most, 0)?; // warm-up
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); widths.len()];
+    for r in 0..reps.max(1) {
+        for (w, &width) in widths.iter().enumerate() {
+            rates[w].push(run(width.max(1), 1 + r as u64 * 10 + w as u64)?);
+        }
+    }
+    Ok(rates)
+}
