@@ -66,6 +66,16 @@ pub struct Models {
     pub sub_is_local: bool,
     /// [`ModelChoice::engine`]: also the REPL worker's executable.
     engine: Option<PathBuf>,
+    /// The context a local root was trained for: the engine gives no slot more, so no prompt may
+    /// be sized for more (a direct pass at `--ctx 34816` was refused 33,800 tokens by a
+    /// 32,768-token window).
+    root_trained_ctx: Option<usize>,
+}
+
+/// The window prompts are sized for: the requested one, or what the model was trained for when
+/// that is less.
+fn window_for(requested: usize, trained: Option<usize>) -> usize {
+    trained.map_or(requested, |t| requested.min(t))
 }
 
 impl Models {
@@ -95,6 +105,18 @@ impl Models {
                 Arc::new(Estimate)
             }
         };
+
+        let root_trained_ctx = match &root_path {
+            Some(p) => quarry_llm::gguf::inspect(p)?.context_length().map(|n| n as usize),
+            None => None,
+        };
+        if window_for(choice.ctx, root_trained_ctx) < choice.ctx {
+            note(&format!(
+                "note: {root_id} was trained for {} tokens of context, so its window is that, not {}",
+                window_for(choice.ctx, root_trained_ctx),
+                choice.ctx
+            ));
+        }
 
         let mut local: Vec<&Path> = Vec::new();
         for p in [root_path.as_deref(), sub_path.as_deref()].into_iter().flatten() {
@@ -146,6 +168,7 @@ impl Models {
             root_is_local: choice.root_url.is_none(),
             sub_is_local: choice.sub_url.is_none(),
             engine: choice.engine.clone(),
+            root_trained_ctx,
         })
     }
 
@@ -155,6 +178,7 @@ impl Models {
     pub fn analyst(&self, mut config: AnalystConfig) -> Analyst {
         config.rlm.accepts_grammar = self.root_is_local;
         config.rlm.sub_accepts_grammar = self.sub_is_local;
+        config.window = window_for(config.window, self.root_trained_ctx);
         if let Some(engine) = &self.engine {
             config.rlm.sandbox.worker = WorkerCommand::quarry(engine.clone());
         }
@@ -185,5 +209,17 @@ impl Tokens for Estimate {
     fn render_chat(&self, messages: &[ChatMessage]) -> quarry_llm::Result<String> {
         // Role markers cost a few tokens each in every template.
         Ok(messages.iter().map(|m| format!("<|{}|>\n{}\n", m.role, m.content)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_for;
+
+    #[test]
+    fn the_window_is_no_more_than_the_root_was_trained_for() {
+        assert_eq!(window_for(34_816, Some(32_768)), 32_768);
+        assert_eq!(window_for(10_240, Some(32_768)), 10_240);
+        assert_eq!(window_for(34_816, None), 34_816, "a remote root's window is what the user said");
     }
 }
