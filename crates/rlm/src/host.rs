@@ -122,6 +122,11 @@ impl RunHost {
         self
     }
 
+    /// Whether `text` occurs (as written) in any document of the run.
+    pub fn occurs(&self, text: &str) -> bool {
+        self.documents.documents.iter().any(|(_, t)| t.contains(text))
+    }
+
     /// Sends the grammars of `llm_query_batched` calls (from `llm_classify`) to the sub model (a local engine or a
     /// llama.cpp server); without this they are dropped, as a hosted API would refuse them.
     pub fn with_sub_grammars(mut self, accepted: bool) -> RunHost {

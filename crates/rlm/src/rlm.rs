@@ -274,6 +274,7 @@ impl Rlm {
             Context::Documents(documents.into_iter().map(|(path, text)| ContextDocument { path, text }).collect())
         };
         let sandbox = self.config.sandbox.clone();
+        let corpus = host.clone();
         let repl = ReplThread::start(sandbox, host, context).await?;
 
         let mut run = Run {
@@ -516,6 +517,9 @@ impl Rlm {
             no_code_last_turn = reply.blocks.is_empty() && reply.final_answer.is_none();
             let mut feedback =
                 feedback(&reply.blocks, &runs, defect, final_note.as_deref(), question, run.feedback_chars);
+            for r in &runs {
+                feedback.push_str(&absent_words_note(r, |s| corpus.occurs(s)));
+            }
             // Small models loop on one block; say so, since seeing the same output again does
             // not make them move on.
             let previous = trajectory.iterations.iter().rev().nth(1).map(|it| &it.code_blocks);
@@ -934,6 +938,44 @@ fn has_answer_dict(last: Option<&ReplResult>) -> bool {
     last.is_some_and(|r| r.variables.iter().any(|v| v.name == "answer" && v.type_name == "dict"))
 }
 
+/// When a block left a collection empty and filtered on words that occur in no document, says
+/// so. The 1.5B root copied the prompt's worked example, `"Text:" in l`, over records whose
+/// field is `Instance:`, and went round the same three blocks for twelve turns (oolong-32k-003,
+/// docs/results.md): "nothing matched" did not tell it that its words were not the data's.
+fn absent_words_note(run: &BlockRun, occurs: impl Fn(&str) -> bool) -> String {
+    static FILTER_WORDS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?:"([^"\\\n]{2,60})"|'([^'\\\n]{2,60})')\s+(?:not\s+)?in\b|\.(?:split|startswith|endswith|find|index|count|partition)\(\s*(?:"([^"\\\n]{2,60})"|'([^'\\\n]{2,60})')"#,
+        )
+        .expect("a valid pattern")
+    });
+    let r = &run.result;
+    let empty: Vec<&str> = r
+        .variables
+        .iter()
+        .filter(|v| v.len == Some(0) && matches!(v.type_name.as_str(), "list" | "dict" | "set"))
+        .map(|v| v.name.as_str())
+        .collect();
+    if r.error.is_some() || empty.is_empty() {
+        return String::new();
+    }
+    let mut absent: Vec<&str> = Vec::new();
+    for c in FILTER_WORDS.captures_iter(&run.block.code) {
+        let word = (1..=4).find_map(|i| c.get(i)).map_or("", |m| m.as_str());
+        if !word.trim().is_empty() && !absent.contains(&word) && !occurs(word) {
+            absent.push(word);
+        }
+    }
+    if absent.is_empty() {
+        return String::new();
+    }
+    format!(
+        "`{}` is empty, and {} occurs in none of the documents: filter on words the documents' own lines hold (print a few lines to see them).\n",
+        empty.join("`, `"),
+        absent.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// The next user message: what each block printed, the variables, and a nudge.
 fn feedback(
     blocks: &[CodeBlock],
@@ -1129,5 +1171,35 @@ mod tests {
         assert!(f.contains("Question: Q?"), "{f}");
         let f = feedback(&[], &[], Defect::None, None, "Q?", 100);
         assert!(f.starts_with("Your reply had no ```repl code block"), "{f}");
+    }
+
+    #[test]
+    fn an_empty_result_names_the_filter_words_no_document_holds() {
+        let data = "Date: Jan 02, 2023 || User: 311 || Instance: Who wrote Hamlet ?";
+        let run = |code: &str, len: u64| BlockRun {
+            repaired_from: None,
+            block: CodeBlock { lang: "repl".into(), code: code.into() },
+            result: ReplResult {
+                stdout: "0 []\n".into(),
+                variables: vec![quarry_repl::Variable {
+                    name: "records".into(),
+                    type_name: "list".into(),
+                    len: Some(len),
+                }],
+                ..Default::default()
+            },
+        };
+        let copied = "records = [l for d in context for l in d.lines() if \"Text:\" in l and 'User:' in l]\nprint(len(records), records[:2])";
+        let note = absent_words_note(&run(copied, 0), |w| data.contains(w));
+        assert_eq!(
+            note,
+            "`records` is empty, and \"Text:\" occurs in none of the documents: filter on words the documents' own lines hold (print a few lines to see them).\n"
+        );
+        let split = "records = [r.split('Label:')[1] for r in rows if r]";
+        assert!(absent_words_note(&run(split, 0), |w| data.contains(w)).contains("\"Label:\""));
+        // Words the data holds, or a collection that is not empty, say nothing.
+        let fine = "records = [l for d in context for l in d.lines() if 'Instance:' in l and 'x' in l]";
+        assert_eq!(absent_words_note(&run(fine, 0), |w| data.contains(w)), "", "one-letter words are not filters");
+        assert_eq!(absent_words_note(&run(copied, 5), |w| data.contains(w)), "");
     }
 }

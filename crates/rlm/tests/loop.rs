@@ -697,6 +697,18 @@ for h in hits:
     assert!(fed_back.contains("`hits` is empty: nothing matched"), "{fed_back}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtering_on_words_no_document_holds_is_pointed_out() {
+    let o = run(&[
+        "```repl\nrecords = [l for d in context for l in d.lines() if 'Text:' in l]\nprint(len(records), records[:2])\n```",
+        "FINAL(none)",
+    ])
+    .await;
+    let fed_back = o.root.last_user(1);
+    assert!(fed_back.contains("0 []"), "{fed_back}");
+    assert!(fed_back.contains("`records` is empty, and \"Text:\" occurs in none of the documents"), "{fed_back}");
+}
+
 /// Labels numbered items "positive" when they say "good", skipping item 2 of every batch of more
 /// than two so the retry is exercised. Records the grammar of every request.
 #[derive(Default)]
