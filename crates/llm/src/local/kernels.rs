@@ -21,13 +21,14 @@ pub struct KernelStats {
 }
 
 /// The narrowest batch tinyBLAS gets when the engine runs on one thread. Measured with `quarry
-/// bench llm --reps 5` on the reference machine (0.5B model, README "The local engine"): four
-/// streams generated 37.6 tokens/s with narrow batches on ggml's kernels against 32.1 with
-/// `QUARRY_SGEMM_MIN_BATCH=0`, two streams 28.0 against 21.0. At two threads (single-round runs,
-/// llama.cpp built with GGML_AVX512 before `target-cpu=native`) tinyBLAS did as well or better
-/// (four streams 48.4 against 42.4), so more threads keep the stock kernels. 32 covers every decode step of up to 8 slots plus a short prompt tail; prompt
-/// chunks are hundreds of tokens and stay on tinyBLAS.
-pub const ONE_THREAD_MIN_BATCH: i64 = 32;
+/// bench llm --reps 5` on the reference machine (0.5B model, README "The local engine"), in-process
+/// batched decoding of 2 / 4 / 8 sequences: 37.8 / 44.1 / 48.0 tokens/s with batches narrower than
+/// 32 on ggml's kernels, 24.4 / 34.8 / 53.1 with every batch on tinyBLAS
+/// (`QUARRY_SGEMM_MIN_BATCH=0`). So ggml's kernels win up to four tokens and tinyBLAS from eight;
+/// the switch hands tinyBLAS everything from 8 up (5–7 were not measured). At two threads
+/// (single-round runs, llama.cpp built with GGML_AVX512 before `target-cpu=native`) tinyBLAS did
+/// as well or better (four streams 48.4 against 42.4), so more threads keep the stock kernels.
+pub const ONE_THREAD_MIN_BATCH: i64 = 8;
 
 /// Chooses the small-batch threshold for an engine on `threads` threads (the environment
 /// variable `QUARRY_SGEMM_MIN_BATCH` overrides it). Called before the first decode.
