@@ -79,6 +79,39 @@ async fn a_second_server_works_as_a_remote_endpoint_with_its_key() {
 /// `quarry` is linked so that decode steps of a few tokens skip llamafile's tinyBLAS
 /// (crates/llm/csrc/small_batch.c): two simultaneous requests make two-token steps, `/health`
 /// counts the products sent to ggml's own kernels, and both answers are still right.
+/// A streamed request's headers (and then keep-alives) come as soon as it is accepted, not with
+/// its first token: a 32K-token prompt on a CPU took longer than the client's idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_starts_before_its_long_prompt_is_evaluated() {
+    let (mut child, port) = serve(&["--threads", "1"], None);
+    let prompt = quarry_llm::local::raw_bench::bench_tokens(1800, 7);
+    let body = serde_json::json!({"prompt": prompt, "max_tokens": 2, "stream": true, "cache_prompt": false});
+    let started = std::time::Instant::now();
+    let mut resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let headers = started.elapsed();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let mut first_data = None;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        if first_data.is_none() && String::from_utf8_lossy(&chunk).contains("data:") {
+            first_data = Some(started.elapsed());
+        }
+    }
+    let first_data = first_data.expect("the stream carried data");
+    assert!(headers * 4 < first_data, "headers after {headers:?}, first data after {first_data:?}");
+    // An invalid request is still a plain HTTP error.
+    let bad = serde_json::json!({"prompt": "x", "grammar": "root ::= (", "stream": true});
+    let resp =
+        reqwest::Client::new().post(format!("http://127.0.0.1:{port}/v1/completions")).json(&bad).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "{}", resp.text().await.unwrap());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn narrow_decode_batches_run_on_ggml_kernels_and_answer_correctly() {
     // The switch is on for one thread (`quarry_llm::local::kernels::configure`).

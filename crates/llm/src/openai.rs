@@ -19,8 +19,8 @@ use crate::api::{ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel
 use crate::{Error, Result};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Long prompts on a CPU can take minutes before the first token; servers that send SSE
-/// keep-alives (ours does) never come near this.
+/// Long prompts on a CPU can take minutes before the first token; servers that start the stream
+/// at once and send SSE keep-alives (ours does) never come near this.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const RETRIES: u32 = 3;
 

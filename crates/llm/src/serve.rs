@@ -281,6 +281,7 @@ async fn run(state: AppState, knobs: Knobs, prompt: Prompt, shape: Shape) -> Res
         let mut text = String::new();
         while let Some(event) = rx.recv().await {
             match event {
+                Event::Accepted => {}
                 Event::Text(t) => text.push_str(&t),
                 Event::Done(c) => return Json(full_response(&id, created, shape, &c)).into_response(),
                 Event::Error(e) => return engine_error(&e),
@@ -288,11 +289,14 @@ async fn run(state: AppState, knobs: Knobs, prompt: Prompt, shape: Shape) -> Res
         }
         return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the engine dropped the request");
     }
-    // Report an error that happens before any text as a plain HTTP error, so clients see a status.
-    let first = rx.recv().await;
-    if let Some(Event::Error(e)) = &first {
-        return engine_error(e);
-    }
+    // An invalid request gets a plain HTTP error, so clients see a status; an accepted one gets
+    // its stream at once, and keep-alives while its prompt is evaluated (before, the headers
+    // waited for the first token, and a 32K-token prompt outlasted the client's idle timeout).
+    let first = match rx.recv().await {
+        Some(Event::Error(e)) => return engine_error(&e),
+        Some(Event::Accepted) => None,
+        other => other,
+    };
     let mut queue = std::collections::VecDeque::new();
     if let Shape::Chat = shape {
         queue.push_back(
@@ -316,6 +320,7 @@ async fn run(state: AppState, knobs: Knobs, prompt: Prompt, shape: Shape) -> Res
                 };
                 finished = true;
                 match event {
+                    Some(Event::Accepted) => finished = false,
                     Some(Event::Text(t)) => {
                         queue.push_back(
                             chunk(&id, created, &model, shape, Some(text_delta(shape, &t)), None).to_string(),

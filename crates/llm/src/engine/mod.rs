@@ -98,9 +98,14 @@ impl GenerateRequest {
     }
 }
 
-/// What a request's channel carries: text as it is generated, then exactly one `Done` or `Error`.
+/// What a request's channel carries: `Accepted` once the request is valid (or an `Error` saying
+/// why not), text as it is generated, then exactly one `Done` or `Error`.
 #[derive(Debug)]
 pub enum Event {
+    /// The prompt fits and the sampling (grammar included) is valid; the request waits for a slot
+    /// or holds one. The HTTP layer starts its stream here, so keep-alives flow while a long
+    /// prompt is evaluated: a 32K-token prompt takes longer than a client's idle timeout.
+    Accepted,
     Text(String),
     Done(Completion),
     Error(Error),

@@ -171,6 +171,7 @@ struct Slot {
 struct Pending {
     request: GenerateRequest,
     tokens: Vec<LlamaToken>,
+    sampler: Picker,
     events: mpsc::UnboundedSender<Event>,
     received: Instant,
 }
@@ -269,7 +270,15 @@ impl<'m> Runner<'m> {
             Ok(tokens) if tokens.len() >= self.n_ctx_slot => {
                 let _ = events.send(Event::Error(Error::PromptTooLong { prompt: tokens.len(), ctx: self.n_ctx_slot }));
             }
-            Ok(tokens) => self.queue.push_back(Pending { request, tokens, events, received }),
+            Ok(tokens) => match sampler(self.model, &request) {
+                Ok(sampler) => {
+                    let _ = events.send(Event::Accepted);
+                    self.queue.push_back(Pending { request, tokens, sampler, events, received })
+                }
+                Err(e) => {
+                    let _ = events.send(Event::Error(e));
+                }
+            },
             Err(e) => {
                 let _ = events.send(Event::Error(e));
             }
@@ -307,13 +316,7 @@ impl<'m> Runner<'m> {
             }
             slot.cache.truncate(keep);
             slot.last_used = tick;
-            let sampler = match sampler(self.model, &p.request) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = p.events.send(Event::Error(e));
-                    continue;
-                }
-            };
+            let sampler = p.sampler;
             let max_tokens = p.request.max_tokens.unwrap_or(usize::MAX).min(self.n_ctx_slot - p.tokens.len());
             slot.active = Some(Active {
                 events: p.events,
