@@ -94,3 +94,14 @@ fn a_file_that_is_not_a_model_gets_one_clear_sentence() {
     let err = LocalModel::load(&truncated, &LoadOptions::default()).err().expect("must fail").to_string();
     assert!(err.contains("truncated.gguf") && err.contains("truncated"), "{err}");
 }
+
+/// The tokenizer knows the context the model was trained for, as its GGUF header says (the
+/// analyst caps a local root's window with it; llama.cpp's vocabulary-only load reports 0).
+#[test]
+fn the_tokenizer_knows_the_trained_context() {
+    let path = ModelStore::from_env().resolve(SMALL).unwrap();
+    let tokenizer = quarry_llm::local::Tokenizer::load(&path).unwrap();
+    let header = quarry_llm::gguf::inspect(&path).unwrap().context_length().unwrap();
+    assert_eq!(tokenizer.trained_context(), Some(header as usize));
+    assert_eq!(header, 32_768);
+}

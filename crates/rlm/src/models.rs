@@ -96,8 +96,14 @@ impl Models {
         let sub_path = choice.sub_url.is_none().then(|| store.resolve(&sub_id)).transpose()?;
         // The root's tokenizer: its GGUF when there is one locally (a remote root named by a
         // catalog id or path counts exactly too); otherwise an estimate with a safety margin.
+        // A local root's tokenizer also says the context the engine will give it.
+        let mut root_trained_ctx = None;
         let tokens: Arc<dyn Tokens + Send + Sync> = match root_path.clone().or_else(|| store.resolve(&root_id).ok()) {
-            Some(p) => Arc::new(Tokenizer::load(&p)?),
+            Some(p) => {
+                let tokenizer = Tokenizer::load(&p)?;
+                root_trained_ctx = root_path.as_ref().and_then(|_| tokenizer.trained_context());
+                Arc::new(tokenizer)
+            }
             None => {
                 note(&format!(
                     "note: no local copy of {root_id}'s tokenizer; prompts are sized by an estimate of 3 characters a token"
@@ -106,14 +112,10 @@ impl Models {
             }
         };
 
-        let root_trained_ctx = match &root_path {
-            Some(p) => quarry_llm::gguf::inspect(p)?.context_length().map(|n| n as usize),
-            None => None,
-        };
-        if window_for(choice.ctx, root_trained_ctx) < choice.ctx {
+        let window = window_for(choice.ctx, root_trained_ctx);
+        if window < choice.ctx {
             note(&format!(
-                "note: {root_id} was trained for {} tokens of context, so its window is that, not {}",
-                window_for(choice.ctx, root_trained_ctx),
+                "note: {root_id} was trained for {window} tokens of context, so its window is that, not {}",
                 choice.ctx
             ));
         }

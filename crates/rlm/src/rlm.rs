@@ -938,6 +938,16 @@ fn has_answer_dict(last: Option<&ReplResult>) -> bool {
     last.is_some_and(|r| r.variables.iter().any(|v| v.name == "answer" && v.type_name == "dict"))
 }
 
+/// The lists, dicts and sets a block left empty: what a search or filter that found nothing
+/// leaves behind.
+fn empty_collections(r: &ReplResult) -> Vec<&str> {
+    r.variables
+        .iter()
+        .filter(|v| v.len == Some(0) && matches!(v.type_name.as_str(), "list" | "dict" | "set"))
+        .map(|v| v.name.as_str())
+        .collect()
+}
+
 /// When a block left a collection empty and filtered on words that occur in no document, says
 /// so. The 1.5B root copied the prompt's worked example, `"Text:" in l`, over records whose
 /// field is `Instance:`, and went round the same three blocks for twelve turns (oolong-32k-003,
@@ -950,12 +960,7 @@ fn absent_words_note(run: &BlockRun, occurs: impl Fn(&str) -> bool) -> String {
         .expect("a valid pattern")
     });
     let r = &run.result;
-    let empty: Vec<&str> = r
-        .variables
-        .iter()
-        .filter(|v| v.len == Some(0) && matches!(v.type_name.as_str(), "list" | "dict" | "set"))
-        .map(|v| v.name.as_str())
-        .collect();
+    let empty = empty_collections(r);
     if r.error.is_some() || empty.is_empty() {
         return String::new();
     }
@@ -1026,12 +1031,7 @@ fn feedback(
         if empty {
             s.push_str("(no output: nothing was printed. A print inside a loop or an if that shows nothing means nothing matched; use print() to see values)\n");
         }
-        let found_nothing: Vec<&str> = r
-            .variables
-            .iter()
-            .filter(|v| v.len == Some(0) && matches!(v.type_name.as_str(), "list" | "dict" | "set"))
-            .map(|v| v.name.as_str())
-            .collect();
+        let found_nothing = empty_collections(r);
         if r.error.is_none() && r.stdout.trim().is_empty() && !found_nothing.is_empty() {
             s.push_str(&format!(
                 "`{}` is empty: nothing matched. The answer may not be written in the documents in those words. Print a few lines of the data to see its form; if each item must be judged (a label, a category), use llm_classify on the items.\n",

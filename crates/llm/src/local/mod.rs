@@ -132,6 +132,8 @@ pub struct Tokenizer {
     model: LlamaModel,
     template: Option<ChatTemplate>,
     name: String,
+    /// From the GGUF header: a vocabulary-only load leaves llama.cpp's `n_ctx_train` at 0.
+    trained_context: Option<usize>,
 }
 
 impl Tokenizer {
@@ -144,7 +146,15 @@ impl Tokenizer {
         })?;
         let name = model_name(&info, path);
         let template = template_of(&info, &model, &name);
-        Ok(Tokenizer { model, template, name })
+        let trained_context = info.context_length().map(|n| n as usize);
+        Ok(Tokenizer { model, template, name, trained_context })
+    }
+}
+
+impl Tokenizer {
+    /// The context length, in tokens, the model was trained for, when its GGUF header says.
+    pub fn trained_context(&self) -> Option<usize> {
+        self.trained_context
     }
 }
 

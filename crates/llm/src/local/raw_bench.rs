@@ -33,11 +33,20 @@ pub fn bench_tokens(n: usize, seed: u64) -> Vec<i32> {
         .collect()
 }
 
-pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize) -> Result<RawSpeed> {
+/// The model at `path`, checked and loaded on the CPU, as the benchmarks use it.
+fn load(path: &Path) -> Result<LlamaModel> {
     crate::gguf::inspect(path)?;
+    LlamaModel::load_from_file(super::backend()?, path, &LlamaModelParams::default())
+        .map_err(|e| Error::Load { path: path.into(), message: e.to_string() })
+}
+
+fn failed(e: &dyn std::fmt::Display) -> Error {
+    Error::Generation(e.to_string())
+}
+
+pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize) -> Result<RawSpeed> {
     let backend = super::backend()?;
-    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
-        .map_err(|e| Error::Load { path: path.into(), message: e.to_string() })?;
+    let model = load(path)?;
     let t = threads.max(1) as i32;
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new((pp + tg + 64) as u32))
@@ -45,18 +54,17 @@ pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize)
         .with_n_ubatch(512.min(pp as u32))
         .with_n_threads(t)
         .with_n_threads_batch(t);
-    let mut ctx = model.new_context(backend, params).map_err(|e| Error::Generation(e.to_string()))?;
-    let gen = |e: &dyn std::fmt::Display| Error::Generation(e.to_string());
+    let mut ctx = model.new_context(backend, params).map_err(|e| failed(&e))?;
 
     let run_pp = |ctx: &mut llama_cpp_2::context::LlamaContext, seed| -> Result<f64> {
         ctx.clear_kv_cache();
         let tokens = bench_tokens(pp, seed);
         let mut batch = LlamaBatch::new(pp, 1);
         for (i, &tok) in tokens.iter().enumerate() {
-            batch.add(LlamaToken(tok), i as i32, &[0], i + 1 == pp).map_err(|e| gen(&e))?;
+            batch.add(LlamaToken(tok), i as i32, &[0], i + 1 == pp).map_err(|e| failed(&e))?;
         }
         let start = Instant::now();
-        ctx.decode(&mut batch).map_err(|e| gen(&e))?;
+        ctx.decode(&mut batch).map_err(|e| failed(&e))?;
         Ok(pp as f64 / start.elapsed().as_secs_f64())
     };
     let run_tg = |ctx: &mut llama_cpp_2::context::LlamaContext, seed| -> Result<f64> {
@@ -66,8 +74,8 @@ pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize)
         let start = Instant::now();
         for (i, &tok) in tokens.iter().enumerate() {
             batch.clear();
-            batch.add(LlamaToken(tok), i as i32, &[0], true).map_err(|e| gen(&e))?;
-            ctx.decode(&mut batch).map_err(|e| gen(&e))?;
+            batch.add(LlamaToken(tok), i as i32, &[0], true).map_err(|e| failed(&e))?;
+            ctx.decode(&mut batch).map_err(|e| failed(&e))?;
         }
         Ok(tg as f64 / start.elapsed().as_secs_f64())
     };
@@ -100,11 +108,9 @@ pub fn raw_batched(
     gen: usize,
     reps: usize,
 ) -> Result<Vec<Vec<f64>>> {
-    crate::gguf::inspect(path)?;
     let backend = super::backend()?;
     super::kernels::configure(threads);
-    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
-        .map_err(|e| Error::Load { path: path.into(), message: e.to_string() })?;
+    let model = load(path)?;
     let most = widths.iter().copied().max().unwrap_or(1).max(1);
     let t = threads.max(1) as i32;
     let n_batch = (most * prompt).max(most).max(32) as u32;
@@ -116,8 +122,7 @@ pub fn raw_batched(
         .with_n_ubatch(n_batch)
         .with_n_threads(t)
         .with_n_threads_batch(t);
-    let mut ctx = model.new_context(backend, params).map_err(|e| Error::Generation(e.to_string()))?;
-    let gen_err = |e: &dyn std::fmt::Display| Error::Generation(e.to_string());
+    let mut ctx = model.new_context(backend, params).map_err(|e| failed(&e))?;
 
     let mut run = |width: usize, seed: u64| -> Result<f64> {
         ctx.clear_kv_cache();
@@ -125,17 +130,17 @@ pub fn raw_batched(
         let start = Instant::now();
         for s in 0..width {
             for (i, &tok) in bench_tokens(prompt, seed * 100 + s as u64).iter().enumerate() {
-                batch.add(LlamaToken(tok), i as i32, &[s as i32], i + 1 == prompt).map_err(|e| gen_err(&e))?;
+                batch.add(LlamaToken(tok), i as i32, &[s as i32], i + 1 == prompt).map_err(|e| failed(&e))?;
             }
         }
-        ctx.decode(&mut batch).map_err(|e| gen_err(&e))?;
+        ctx.decode(&mut batch).map_err(|e| failed(&e))?;
         let next = bench_tokens(gen, seed);
         for (step, &tok) in next.iter().enumerate() {
             batch.clear();
             for s in 0..width {
-                batch.add(LlamaToken(tok), (prompt + step) as i32, &[s as i32], true).map_err(|e| gen_err(&e))?;
+                batch.add(LlamaToken(tok), (prompt + step) as i32, &[s as i32], true).map_err(|e| failed(&e))?;
             }
-            ctx.decode(&mut batch).map_err(|e| gen_err(&e))?;
+            ctx.decode(&mut batch).map_err(|e| failed(&e))?;
         }
         Ok((width * gen) as f64 / start.elapsed().as_secs_f64())
     };

@@ -562,9 +562,10 @@ def llm_classify(items, labels, instruction=None, batch=10):
     allowed = "Allowed labels: " + "; ".join(labels) + "."
 
     def prompt(group):
-        # The labels before the items and no example reply: with "1. <first label>" shown, the
-        # 0.5B model gave 91 of 120 TREC questions the example's label; this way its labels spread
-        # like the true ones (29% right against 28% with the example; docs/results.md).
+        # The labels before the items and no example reply: with the old two-line example reply
+        # shown, the 0.5B model gave 91 of 120 TREC questions one of the example's labels; this way
+        # its labels spread like the true ones (by hand, under the grammar: 29% right against 28%
+        # with the example; docs/results.md).
         body = "\n".join("%d. %s" % (j + 1, " ".join(t.split())[:600]) for j, t in enumerate(group))
         return (
             head + allowed + "\nGive each numbered item below the allowed label that fits it best. Do not answer or explain the items.\n\nItems:\n"
