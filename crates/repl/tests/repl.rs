@@ -421,6 +421,59 @@ fn chunks_of_documents_keep_their_paths_and_lines() {
     assert_eq!(r.value.as_deref(), Some("(('a.txt', 1, 4), None, 200, True, True, True, 17)"), "{r:#?}");
 }
 
+#[test]
+fn records_parse_field_lines_json_lines_and_tables() {
+    let mut repl = repl();
+    repl.load_context(&Context::Documents(vec![
+        ContextDocument {
+            path: "log.txt".into(),
+            text: "Date: Jan 02, 2023 || User: 311 || Text: Great: really\nnot a record\n\nDate: Jan 03, 2023 || User: 75 || Text: Never again\n".into(),
+        },
+        ContextDocument { path: "events.jsonl".into(), text: "{\"id\": 7, \"kind\": \"open\"}\n[1, 2]\n".into() },
+        ContextDocument { path: "fees.csv".into(), text: "name,amount\n\"Smith, J\",10\nDoe,5\n".into() },
+        ContextDocument { path: "prose.md".into(), text: "# Lease\nThe term is a year.\n".into() },
+    ]))
+    .unwrap();
+    let r = run(&mut repl, "rs = records()\n[(r.path, r.line, dict(r)) for r in rs]");
+    assert_eq!(
+        r.value.as_deref(),
+        Some(
+            "[('log.txt', 1, {'Date': 'Jan 02, 2023', 'User': '311', 'Text': 'Great: really'}), \
+             ('log.txt', 4, {'Date': 'Jan 03, 2023', 'User': '75', 'Text': 'Never again'}), \
+             ('events.jsonl', 1, {'id': '7', 'kind': 'open'}), \
+             ('fees.csv', 2, {'name': 'Smith, J', 'amount': '10'}), ('fees.csv', 3, {'name': 'Doe', 'amount': '5'})]"
+        ),
+        "{r:#?}"
+    );
+    // A wrong field name is told the right ones; text with no records is told so.
+    let e = error_of(&run(&mut repl, "rs[0]['Instance']")).to_string();
+    assert!(
+        e.contains("'Instance' is not a field of this record (log.txt:1); its fields are 'Date', 'User', 'Text'"),
+        "{e}"
+    );
+    let e = error_of(&run(&mut repl, "records(context[3])")).to_string();
+    assert!(e.contains("records(): no line is a record"), "{e}");
+    assert_eq!(run(&mut repl, "len(records('a: 1 | b: 2'))").value.as_deref(), Some("1"));
+    // Unlike the reserved helpers, `records` is the model's to reuse as a variable name.
+    run(&mut repl, "records = [1, 2]");
+    assert_eq!(run(&mut repl, "records").value.as_deref(), Some("[1, 2]"));
+}
+
+#[test]
+fn a_document_used_as_a_line_says_how_to_get_lines() {
+    let mut repl = repl();
+    repl.load_context(&documents()).unwrap();
+    let e = error_of(&run(&mut repl, "[d.split('line')[1] for d in context]")).to_string();
+    assert!(
+        e.contains("a Document is a whole file, not a line: use .text for its text, .lines() for its lines"),
+        "{e}"
+    );
+    let e = error_of(&run(&mut repl, "context[0].nothing")).to_string();
+    assert!(e.contains("'Document' object has no attribute 'nothing'"), "{e}");
+    let r = run(&mut repl, "[l for l in context[0]][:2], 'two' in context[0], 'zzz' in context[0]");
+    assert_eq!(r.value.as_deref(), Some("(['line one', 'line two'], True, False)"));
+}
+
 /// An [`EchoHost`] that records what `note_sources` hears.
 #[derive(Default)]
 struct SourcesHost {

@@ -1,6 +1,7 @@
 //! Describing a folder to the root model without showing its contents: the model should learn
 //! the *shape* of the data (how many files, how big, what kinds, where) and then decide in code
-//! what to read — that is the whole point of the RLM method.
+//! what to read — that is the whole point of the RLM method. Field names of record-structured
+//! files count as shape (like a spreadsheet's header row); their values never appear.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,15 @@ pub struct FolderSummary {
     pub types: Vec<(String, usize)>,
     /// `(path, chars)` in path order.
     pub sizes: Vec<(String, usize)>,
+    /// Set when most non-empty lines are records the REPL's `records()` parses.
+    pub records: Option<RecordShape>,
+}
+
+/// Line-structured data: how many records and the field names most of them have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordShape {
+    pub count: usize,
+    pub fields: Vec<String>,
 }
 
 impl FolderSummary {
@@ -30,7 +40,8 @@ impl FolderSummary {
         }
         let mut types: Vec<_> = hist.into_iter().collect();
         types.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        FolderSummary { files: sizes.len(), total_chars, estimated_tokens: total_chars / 4, types, sizes }
+        let records = RecordShape::of(docs.iter().map(|d| (d.path.as_str(), d.text.as_str())));
+        FolderSummary { files: sizes.len(), total_chars, estimated_tokens: total_chars / 4, types, sizes, records }
     }
 
     /// A few lines for the prompt; the file list stops after `max_files` entries with a note
@@ -49,6 +60,14 @@ impl FolderSummary {
         if self.sizes.len() > max_files {
             s.push_str(&format!("  ... and {} more files (list them with files())\n", self.sizes.len() - max_files));
         }
+        if let Some(r) = &self.records {
+            s.push_str(&format!(
+                "The files hold {} records, one per line, with the fields {}: `records()` returns them as dicts (e.g. `r[\"{}\"]`).\n",
+                r.count,
+                r.fields.join(", "),
+                r.fields.last().map(String::as_str).unwrap_or_default()
+            ));
+        }
         if self.has_python() {
             s.push_str(PYTHON_HELPERS);
         }
@@ -62,6 +81,76 @@ impl FolderSummary {
 }
 
 const PYTHON: &[&str] = &[".py", ".pyi", ".pyw"];
+
+impl RecordShape {
+    /// The records in `(path, text)` documents, parsed as the REPL's `records()` parses them
+    /// (crates/repl/src/worker/harness.py): `Key: value` fields joined by `||`, `|` or a tab, a
+    /// JSON object per line, or rows under a .csv/.tsv header. `None` unless at least four in five
+    /// non-empty lines are records: a contract with a few `Term: 12 months | Fee: 5` lines is prose.
+    pub fn of<'a>(docs: impl Iterator<Item = (&'a str, &'a str)>) -> Option<RecordShape> {
+        let mut lines = 0usize;
+        let mut count = 0usize;
+        let mut shapes: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+        for (path, text) in docs {
+            let table = match extension(path).as_str() {
+                ".csv" => Some(','),
+                ".tsv" => Some('\t'),
+                _ => None,
+            };
+            let mut rows = text.lines().filter(|l| !l.trim().is_empty());
+            if let Some(sep) = table {
+                // The header names the fields; quoted cells holding the separator are rare in
+                // headers, and the count is only an estimate for the prompt.
+                let Some(header) = rows.next() else { continue };
+                let n = rows.count();
+                lines += n;
+                count += n;
+                let fields = header.split(sep).map(|h| h.trim().trim_matches('"').to_string()).collect();
+                *shapes.entry(fields).or_default() += n;
+                continue;
+            }
+            for line in rows {
+                lines += 1;
+                if let Some(fields) = line_fields(line) {
+                    count += 1;
+                    *shapes.entry(fields).or_default() += 1;
+                }
+            }
+        }
+        if count == 0 || count * 5 < lines * 4 {
+            return None;
+        }
+        let fields = shapes.into_iter().max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))?.0;
+        Some(RecordShape { count, fields })
+    }
+}
+
+/// The field names of one record line, or `None` (see `RecordShape::of`).
+fn line_fields(line: &str) -> Option<Vec<String>> {
+    let s = line.trim();
+    if s.starts_with('{') {
+        let serde_json::Value::Object(map) = serde_json::from_str::<serde_json::Value>(s).ok()? else {
+            return None;
+        };
+        return (!map.is_empty()).then(|| map.keys().cloned().collect());
+    }
+    let sep = ["||", "|", "\t"].into_iter().find(|sep| s.contains(sep))?;
+    let mut fields: Vec<String> = Vec::new();
+    for part in s.split(sep) {
+        let (key, _) = part.split_once(':')?;
+        let key = key.trim();
+        let mut chars = key.chars();
+        let first = chars.next()?;
+        let valid = (first.is_ascii_alphabetic() || first == '_')
+            && key.len() <= 40
+            && chars.all(|c| c.is_alphanumeric() || c == '_' || " .-/".contains(c));
+        if !valid || fields.iter().any(|f| f == key) {
+            return None;
+        }
+        fields.push(key.to_string());
+    }
+    (fields.len() >= 2).then_some(fields)
+}
 
 /// Told only when there is Python source: helpers a folder of contracts does not need are noise
 /// to a small model. The REPL's `symbols()` and `imports()` parse the files, so a question about
@@ -111,6 +200,39 @@ mod tests {
         assert!(!text.contains("symbols("), "no code helpers without Python files: {text}");
         let (_d, f) = folder(&[("pkg/a.py", "x = 1")]);
         assert!(FolderSummary::of(&f).describe(10).contains("symbols(name=None, kind=None, parent=None, base=None)"));
+    }
+
+    #[test]
+    fn record_lines_are_described_by_their_field_names_only() {
+        let lines = "Date: Jan 02, 2023 || User: 311 || Text: Great service\n\nDate: Jan 03, 2023 || User: 75 || Text: Never: again\n";
+        let (_d, f) = folder(&[("a.txt", lines), ("b.txt", lines), ("c.jsonl", "{\"id\": 1, \"note\": \"x\"}\n")]);
+        let s = FolderSummary::of(&f);
+        assert_eq!(
+            s.records,
+            Some(RecordShape { count: 5, fields: vec!["Date".into(), "User".into(), "Text".into()] })
+        );
+        let text = s.describe(10);
+        assert!(text.contains("5 records, one per line, with the fields Date, User, Text: `records()`"), "{text}");
+        assert!(!text.contains("Great service") && !text.contains("311"), "values never appear: {text}");
+
+        let (_d, f) = folder(&[("t.csv", "name,amount\nSmith,10\nDoe,5\n")]);
+        assert_eq!(
+            FolderSummary::of(&f).records,
+            Some(RecordShape { count: 2, fields: vec!["name".into(), "amount".into()] })
+        );
+    }
+
+    #[test]
+    fn prose_with_a_few_field_lines_is_not_records() {
+        let text = "This lease is made between the parties.\nTerm: 12 months | Fee: 500\nThe tenant pays monthly.\nNotice is 60 days.\n";
+        let (_d, f) = folder(&[("lease.txt", text)]);
+        let s = FolderSummary::of(&f);
+        assert_eq!(s.records, None);
+        assert!(!s.describe(10).contains("records()"));
+        for line in ["| a | b |", "a || b", "Key: v || Key: w", "1x: a | y: b", "just: one"] {
+            assert_eq!(line_fields(line), None, "{line}");
+        }
+        assert_eq!(line_fields("a: 1\tb: 2"), Some(vec!["a".into(), "b".into()]));
     }
 
     #[test]

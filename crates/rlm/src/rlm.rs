@@ -43,8 +43,9 @@ pub struct RlmConfig {
     /// model wrote "The REPL shows: ..." with made-up lines under its first grep. It costs
     /// models that write several blocks per turn nothing but an extra turn.
     pub stop_at_block_end: bool,
-    /// Give a block that does not compile one repair round: the root model sees only the code
-    /// and the syntax error and answers with the corrected block, which runs in its place.
+    /// Give a block that does not compile, or fails with an error that names its fix (see
+    /// `names_its_fix`), one repair round: the root model sees only the code and the error and
+    /// answers with the corrected block, which runs in its place.
     pub repair_syntax: bool,
     /// Levels of RLM runs: 1 makes `rlm_query` a plain sub-model call (the paper's setting);
     /// 2 lets the root start child runs, whose own `rlm_query` calls are plain sub-calls.
@@ -66,7 +67,7 @@ pub struct RlmConfig {
 /// A root turn under [`RlmConfig::root_grammar`]. Code lines cannot hold backticks, so the
 /// block ends only at a fence on its own line; the grammar is then complete and the turn ends.
 pub const ROOT_GRAMMAR: &str = r#"root ::= final | plan? block
-plan ::= [^`\n] [^`\n]* "\n"
+plan ::= [^`\n] [^`\n]{0,199} "\n"
 block ::= "```repl\n" line line* "```"
 line ::= [^`\n]* "\n"
 final ::= "FINAL(" [^\n]+ ")" | "FINAL_VAR(" [A-Za-z_] [A-Za-z0-9_]* ")"
@@ -75,8 +76,10 @@ final ::= "FINAL(" [^\n]+ ")" | "FINAL_VAR(" [A-Za-z_] [A-Za-z0-9_]* ")"
 /// The turn after a reply with neither code nor an answer: one line of plan at most, then a
 /// block whose code starts by its third line (the 1.5B model otherwise wrote "# No documents
 /// yet" as its whole block, three turns running, and given room it repeats a comment forever).
+/// The plan line is at most 200 characters: unbounded, the 1.5B echoed the loop's feedback as
+/// one line, repeating its sentences, to the turn's 1,024-token limit (oolong-32k-000).
 pub const CODE_GRAMMAR: &str = r##"root ::= plan? block
-plan ::= [^`\n] [^`\n]* "\n"
+plan ::= [^`\n] [^`\n]{0,199} "\n"
 block ::= "```repl\n" (comment | "\n")? (comment | "\n")? code line* "```"
 comment ::= [ ]* "#" [^`\n]* "\n"
 code ::= [ ]* [^#`\n ] [^`\n]* "\n"
@@ -158,6 +161,9 @@ const FIRST_STEP: &str = "Write a ```repl block that starts looking, for example
 /// Not worded so it reads as code: after "starts looking: for a question about ..." the 1.5B
 /// model wrote the sentence on as its block (it starts with `for`).
 const FIRST_STEP_PYTHON: &str = "Write a ```repl block that starts looking. Use symbols() or imports() when the question is about definitions, classes, methods or imports, and grep for words from the question otherwise.";
+/// For records (see `RecordShape`): grep finds words, and what these questions need (a label, a
+/// count per field value) is in no word; the 1.5B model grepped for the label's name first.
+const FIRST_STEP_RECORDS: &str = "Write a ```repl block that loads the records with records() and prints how many there are and two of them, to see their fields.";
 
 impl Rlm {
     pub fn new(root: Arc<dyn LanguageModel>, sub: Arc<dyn LanguageModel>, config: RlmConfig) -> Rlm {
@@ -195,7 +201,11 @@ impl Rlm {
             description: summary.describe(self.config.max_listed_files),
             documents: folder.documents().iter().map(|d| (d.path.clone(), d.text.clone())).collect(),
             text: false,
-            first_step: if summary.has_python() { FIRST_STEP_PYTHON } else { FIRST_STEP },
+            first_step: match (&summary.records, summary.has_python()) {
+                (Some(_), _) => FIRST_STEP_RECORDS,
+                (None, true) => FIRST_STEP_PYTHON,
+                (None, false) => FIRST_STEP,
+            },
         };
         self.run_on(input, question, cancel, on_event).await
     }
@@ -449,7 +459,7 @@ impl Rlm {
                         break;
                     }
                 }
-                if self.config.repair_syntax && is_syntax_error(&result) {
+                if self.config.repair_syntax && (is_syntax_error(&result) || names_its_fix(&result)) {
                     if let Some(fixed) = run.repair(self, &block.code, &result, &cancel, &mut on_event).await? {
                         on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: fixed.clone() });
                         repaired_from = Some(std::mem::replace(&mut block.code, fixed));
@@ -698,11 +708,18 @@ impl Run {
         on_event: &mut F,
     ) -> Result<Option<String>> {
         let error = failed.error.as_deref().unwrap_or_default();
+        let (system, fails) = if is_syntax_error(failed) {
+            ("You fix syntax errors in Python code.", "fails to compile with")
+        } else {
+            // A traceback's last line carries the fix; its frames are noise to a small model.
+            ("You fix errors in Python code.", "fails with")
+        };
+        let error = if is_syntax_error(failed) { error } else { error.lines().last().unwrap_or(error) };
         let mut request = ChatRequest::new(vec![
-            ChatMessage::system(
-                "You fix syntax errors in Python code. Reply with the corrected code in one ```repl block and nothing else. Change only what the error needs.",
-            ),
-            ChatMessage::user(format!("This code:\n```repl\n{code}\n```\nfails to compile with:\n{error}\n\nReply with the corrected code.")),
+            ChatMessage::system(format!(
+                "{system} Reply with the corrected code in one ```repl block and nothing else. Change only what the error needs."
+            )),
+            ChatMessage::user(format!("This code:\n```repl\n{code}\n```\n{fails}:\n{error}\n\nReply with the corrected code.")),
         ]);
         request.max_tokens = rlm.config.root_max_tokens;
         request.sampling = rlm.config.sampling.clone();
@@ -934,6 +951,15 @@ fn is_syntax_error(r: &ReplResult) -> bool {
         .is_some_and(|e| ["SyntaxError:", "IndentationError:", "TabError:"].iter().any(|p| e.starts_with(p)))
 }
 
+/// A runtime error whose message says what to change: the REPL's own hints (a record field
+/// that does not exist, a document used as a line) and Python's "Did you mean". Given the whole
+/// conversation, the 1.5B root echoed such an error back as its reply, turn after turn; asked
+/// only to fix the code, it has the one edit to make.
+fn names_its_fix(r: &ReplResult) -> bool {
+    const HINTS: [&str; 3] = ["is not a field of this record", "a Document is a whole file", "Did you mean"];
+    r.error.as_deref().and_then(|e| e.lines().last()).is_some_and(|last| HINTS.iter().any(|h| last.contains(h)))
+}
+
 fn has_answer_dict(last: Option<&ReplResult>) -> bool {
     last.is_some_and(|r| r.variables.iter().any(|v| v.name == "answer" && v.type_name == "dict"))
 }
@@ -1008,7 +1034,7 @@ fn feedback(
         let r = &run.result;
         if run.repaired_from.is_some() {
             s.push_str(&format!(
-                "Code block {} had a syntax error; it was repaired and run as:\n```repl\n{}\n```\n",
+                "Code block {} had an error; it was repaired and run as:\n```repl\n{}\n```\n",
                 i + 1,
                 run.block.code.trim_end()
             ));

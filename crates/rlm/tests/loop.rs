@@ -535,6 +535,33 @@ async fn a_block_that_does_not_compile_gets_one_repair_round() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_that_names_its_fix_gets_one_repair_round() {
+    let o = run(&[
+        "```repl\nprint([d.split('needle')[1] for d in context])\n```",
+        "```repl\nprint([l.split('needle')[1] for d in context for l in d.lines() if 'needle' in l])\n```",
+        "FINAL(42)",
+    ])
+    .await;
+    let block = &o.result.trajectory.iterations[0].code_blocks[0];
+    assert!(block.repaired_from.as_deref().is_some_and(|c| c.contains("d.split")), "{block:?}");
+    assert_eq!(block.result.stdout.trim(), "[' is 42']");
+    // The repair request has the traceback's last line: the hint, without the frames.
+    let repair = &o.root.requests()[1];
+    assert!(repair.messages[0].content.starts_with("You fix errors in Python code"));
+    let asked = &repair.messages[1].content;
+    assert!(
+        asked.contains("fails with:\nAttributeError: a Document is a whole file") && !asked.contains("Traceback"),
+        "{asked}"
+    );
+    assert!(o.root.last_user(2).contains("it was repaired and run as"));
+    assert_eq!(o.result.iterations, 2, "the repair is not a turn");
+    // An error without such a hint is the model's to handle in its next turn, as before.
+    let o = run(&["```repl\n1 / 0\n```", "FINAL(none)"]).await;
+    assert_eq!(o.root.requests().len(), 2, "no repair request");
+    assert!(o.root.last_user(1).contains("ZeroDivisionError"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_repair_feeds_the_original_error_back() {
     let o = run(&["```repl\nprint('x' \n```", "I cannot fix it.", "FINAL(gave up)"]).await;
     let block = &o.result.trajectory.iterations[0].code_blocks[0];

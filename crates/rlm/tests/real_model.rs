@@ -48,6 +48,26 @@ async fn the_code_grammar_admits_no_block_of_comments_alone() {
     assert!(code_lines >= 1, "{:?}", c.text);
 }
 
+/// The plan line before the block is bounded: asked for a long line first, the model still
+/// reaches a block within the turn (with the plan unbounded, checked, the reply is the numbers
+/// to 102 on one line, cut at the token limit with no block). Unbounded, the 1.5B root echoed the loop's feedback on
+/// one line, sentence after sentence, to the turn's 1,024-token limit, and no code ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_code_grammar_bounds_the_plan_line() {
+    let model = serve_small().await;
+    let mut request = quarry_llm::ChatRequest::new(vec![quarry_llm::local::ChatMessage::user(
+        "Write the numbers from 1 to 300, separated by commas, on one line, then a ```repl block that prints 1.",
+    )]);
+    request.max_tokens = Some(300);
+    request.constraint.grammar = Some(quarry_rlm::rlm::CODE_GRAMMAR.into());
+    let c = quarry_llm::LanguageModel::chat(model.as_ref(), &request).await.unwrap();
+    let first = c.text.lines().next().unwrap_or_default();
+    assert!(first.chars().count() <= 200, "{:?}", c.text);
+    let reply = quarry_rlm::parse_reply(&c.text);
+    assert_eq!(reply.blocks.len(), 1, "{:?}", c.text);
+    assert!(!reply.unterminated(), "{:?}", c.text);
+}
+
 /// `llm_classify` through the real 0.5B sub model labels every item with an allowed label: its
 /// replies are held to the grammar. Left free, this model named no allowed label for 101 of 120
 /// TREC questions (it answered them instead; docs/results.md).

@@ -48,23 +48,6 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
         }
     };
 
-    say(&format!("raw: in-process llama-cpp-2, {threads} thread(s), pp{PP} and tg{TG}, {} reps", args.reps));
-    let p = path.clone();
-    let reps = args.reps;
-    let raw = tokio::task::spawn_blocking(move || raw_speed(&p, threads, PP, TG, reps)).await??;
-
-    say(&format!(
-        "raw concurrent: 1, 2, 4 and 8 sequences decoded together in-process, {CONC_PROMPT}-token prompts and {CONC_GEN} tokens each, {} reps",
-        args.reps
-    ));
-    let p = path.clone();
-    let mut raw_rates =
-        tokio::task::spawn_blocking(move || raw_batched(&p, threads, &WIDTHS, CONC_PROMPT, CONC_GEN, reps)).await??;
-    let mut raw_concurrent = serde_json::Map::new();
-    for (w, n) in WIDTHS.iter().enumerate() {
-        raw_concurrent.insert(n.to_string(), json!(round(super::quantile(&mut raw_rates[w], 0.5))));
-    }
-
     say("served: starting `quarry serve` …");
     let mut options = ServerOptions::new(vec![path.display().to_string()]);
     options.threads = Some(threads);
@@ -80,15 +63,41 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
     bench
         .stream(json!({"prompt": bench_tokens(64, 99), "max_tokens": 8, "ignore_eos": true, "cache_prompt": false}))
         .await?;
-    let mut pp_sum = 0.0;
-    let mut tg_sum = 0.0;
-    for r in 0..args.reps {
-        let s = bench.stream(json!({"prompt": bench_tokens(PP, 1000 + r as u64), "max_tokens": 1, "ignore_eos": true, "cache_prompt": false})).await?;
-        pp_sum += PP as f64 / s.ttft;
-        let s = bench.stream(json!({"prompt": bench_tokens(8, 2000 + r as u64), "max_tokens": TG + 1, "ignore_eos": true, "cache_prompt": false})).await?;
-        tg_sum += (s.tokens - 1) as f64 / (s.total - s.ttft);
+
+    say(&format!(
+        "raw and served: pp{PP} and tg{TG}, in-process llama-cpp-2 then `quarry serve` over HTTP, {threads} thread(s), {} alternating reps",
+        args.reps
+    ));
+    // The served reps run between the raw ones (on this blocking thread, through the runtime's
+    // handle): the idle server and the idle raw context cost no CPU while the other measures.
+    let p = path.clone();
+    let reps = args.reps;
+    let runtime = tokio::runtime::Handle::current();
+    let served_bench = bench.clone();
+    let (raw, served_reps) = tokio::task::spawn_blocking(move || {
+        let mut served_reps = Vec::new();
+        let raw = raw_speed(&p, threads, PP, TG, reps, |r| {
+            served_reps.push(runtime.block_on(served_bench.speed(r)));
+        });
+        (raw, served_reps)
+    })
+    .await?;
+    let raw = raw?;
+    let served_reps = served_reps.into_iter().collect::<Result<Vec<_>>>()?;
+    let n = served_reps.len() as f64;
+    let served = (served_reps.iter().map(|s| s.0).sum::<f64>() / n, served_reps.iter().map(|s| s.1).sum::<f64>() / n);
+
+    say(&format!(
+        "raw concurrent: 1, 2, 4 and 8 sequences decoded together in-process, {CONC_PROMPT}-token prompts and {CONC_GEN} tokens each, {} reps",
+        args.reps
+    ));
+    let p = path.clone();
+    let mut raw_rates =
+        tokio::task::spawn_blocking(move || raw_batched(&p, threads, &WIDTHS, CONC_PROMPT, CONC_GEN, reps)).await??;
+    let mut raw_concurrent = serde_json::Map::new();
+    for (w, n) in WIDTHS.iter().enumerate() {
+        raw_concurrent.insert(n.to_string(), json!(round(super::quantile(&mut raw_rates[w], 0.5))));
     }
-    let served = (pp_sum / args.reps as f64, tg_sum / args.reps as f64);
 
     say(&format!(
         "concurrent: 1, 2, 4 and 8 simultaneous streams of {CONC_GEN} tokens, interleaved, {} reps …",
@@ -198,6 +207,7 @@ async fn server_key(server: &LocalServer) -> Result<Option<String>> {
     Ok(server.client("bench").await?.api_key().map(str::to_string))
 }
 
+#[derive(Clone)]
 struct Bench {
     http: reqwest::Client,
     base: String,
@@ -213,6 +223,14 @@ struct Streamed {
 }
 
 impl Bench {
+    /// One rep of the served pp512 and tg128 figures, tokens per second.
+    async fn speed(&self, r: usize) -> Result<(f64, f64)> {
+        let s = self.stream(json!({"prompt": bench_tokens(PP, 1000 + r as u64), "max_tokens": 1, "ignore_eos": true, "cache_prompt": false})).await?;
+        let pp = PP as f64 / s.ttft;
+        let s = self.stream(json!({"prompt": bench_tokens(8, 2000 + r as u64), "max_tokens": TG + 1, "ignore_eos": true, "cache_prompt": false})).await?;
+        Ok((pp, (s.tokens - 1) as f64 / (s.total - s.ttft)))
+    }
+
     async fn stream(&self, mut body: Value) -> Result<Streamed> {
         body["stream"] = json!(true);
         body["temperature"] = json!(0.0);

@@ -44,7 +44,17 @@ fn failed(e: &dyn std::fmt::Display) -> Error {
     Error::Generation(e.to_string())
 }
 
-pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize) -> Result<RawSpeed> {
+/// `between(r)` runs after rep `r`'s two figures: `quarry bench llm` measures the served figures
+/// there, so raw and served reps alternate and a machine whose speed drifts over minutes (±5%
+/// between a raw pass and a served pass a minute apart, measured here) drifts both alike.
+pub fn raw_speed(
+    path: &Path,
+    threads: usize,
+    pp: usize,
+    tg: usize,
+    reps: usize,
+    mut between: impl FnMut(usize),
+) -> Result<RawSpeed> {
     let backend = super::backend()?;
     let model = load(path)?;
     let t = threads.max(1) as i32;
@@ -88,6 +98,7 @@ pub fn raw_speed(path: &Path, threads: usize, pp: usize, tg: usize, reps: usize)
     for r in 0..reps {
         pp_sum += run_pp(&mut ctx, r as u64 + 1)?;
         tg_sum += run_tg(&mut ctx, r as u64 + 1)?;
+        between(r);
     }
     Ok(RawSpeed { pp: pp_sum / reps as f64, tg: tg_sum / reps as f64 })
 }

@@ -217,6 +217,24 @@ class Document:
     def lines(self):
         return self.text.splitlines()
 
+    def __iter__(self):
+        # Its lines, as iterating a file gives: small models write `for line in doc`.
+        return iter(self.lines())
+
+    def __contains__(self, text):
+        return text in self.text
+
+    def __getattr__(self, name):
+        # Only reached for a missing attribute. The 1.5B model wrote `[r.split("Instance:")[1]
+        # for r in context]` and, told only "'Document' object has no attribute 'split'", wrote
+        # it again until the run ended; a sentence naming the fix is what it can act on.
+        if hasattr(str, name):
+            raise AttributeError(
+                "a Document is a whole file, not a line: use .text for its text, .lines() for its "
+                "lines (e.g. [l for d in context for l in d.lines()]) or records() for its records"
+            )
+        raise AttributeError("'Document' object has no attribute %r" % name)
+
     def __len__(self):
         return len(self.text)
 
@@ -387,6 +405,109 @@ def chunks(x, max_chars=8000, overlap=0):
     for text, path, first in _chunk_inputs(x):
         _split(text, path, first, max_chars, overlap, out)
     _register(out)
+    return out
+
+
+# --- Records: line-structured data ---------------------------------------------------------
+#
+# Exports, logs and ledgers hold one record per line. Told the form in words, the 1.5B model
+# still filtered and split lines on field names copied from its prompt's example ("Text:" over
+# records of "Instance:") and got nothing, twelve turns running. `records()` parses the lines
+# into dicts, and a wrong field name gets an error listing the right ones.
+
+_FIELD = re.compile(r"\s*([A-Za-z_][\w .\-/]{0,39}?)\s*:[ \t]?(.*?)\s*", re.S)
+_FIELD_SEPARATORS = ("||", "|", "\t")
+_TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+
+
+class Record(dict):
+    """One record from `records()`: its fields by name (a dict of str), plus `.path` and `.line`,
+    the document and the 1-based line it came from (cite it as path:line)."""
+
+    __slots__ = ("path", "line")
+
+    def __missing__(self, key):
+        raise KeyError(
+            "%r is not a field of this record (%s:%s); its fields are %s"
+            % (key, self.path, self.line, ", ".join(repr(k) for k in self))
+        )
+
+
+def _line_fields(line):
+    """The fields of one 'Key: value || Key: value' line (also '|' or tab between fields) or of
+    one JSON object, or None when the line is neither (at least two fields are needed)."""
+    s = line.strip()
+    if not s:
+        return None
+    if s[0] == "{":
+        try:
+            value = json.loads(s)
+        except ValueError:
+            return None
+        if isinstance(value, dict) and value:
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return None
+    for sep in _FIELD_SEPARATORS:
+        if sep in s:
+            parts = s.split(sep)
+            break
+    else:
+        return None
+    fields = {}
+    for part in parts:
+        m = _FIELD.fullmatch(part)
+        if m is None or m.group(1) in fields:
+            return None
+        fields[m.group(1)] = m.group(2)
+    return fields if len(fields) >= 2 else None
+
+
+def _table_records(text, path, delimiter, out):
+    import csv
+
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = None
+    for row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [h.strip() for h in row]
+            continue
+        r = Record(zip(header, (cell.strip() for cell in row)))
+        r.path, r.line = path, rows.line_num
+        out.append(r)
+
+
+def records(x=None):
+    """The records in `x` (default: every document of `context`), in order: a list of `Record`s,
+    dicts of field name -> value (str) that also carry `.path` and `.line`.
+
+    A record is a line of 'Key: value' fields separated by '||', '|' or a tab
+    ('Date: Jan 02, 2023 || User: 311 || Text: Great service'), a line holding one JSON object, or
+    a row of a .csv / .tsv file with a header row. Other lines are skipped. `x` is a str, a
+    Document, or a list of them.
+    """
+    if x is None:
+        x = _reserved.get("context")
+        if x is None:
+            raise ValueError("records(): there is no context loaded")
+    out = []
+    for text, path, first in _chunk_inputs(x):
+        delimiter = _TABLE_SUFFIXES.get(path[path.rfind("."):].lower()) if path and "." in path else None
+        if delimiter:
+            _table_records(text, path, delimiter, out)
+            continue
+        for i, line in enumerate(text.splitlines()):
+            fields = _line_fields(line)
+            if fields is not None:
+                r = Record(fields)
+                r.path, r.line = path, first + i
+                out.append(r)
+    if not out:
+        raise ValueError(
+            "records(): no line is a record ('Key: value || Key: value', a JSON object, or a "
+            "row of a .csv/.tsv file); use grep() or .lines() on this text"
+        )
     return out
 
 
@@ -795,6 +916,9 @@ def init(host_call, budget):
     # on first use), so the first round trip is as fast as the rest.
     traceback.format_exception(ValueError, ValueError("warm"), None)
     _restore_reserved()
+    # Not reserved: `records` is what models name their own list of records (the prompt's old
+    # example did), and a reserved name would turn it back into this function after the cell.
+    _namespace["records"] = records
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths.update(p for p in sys.path if p)
     return json.dumps({"main_ident": _main_ident, "python": sys.version, "paths": sorted(paths)})
@@ -811,7 +935,7 @@ def _trim_traceback(exc, filename):
 def _describe_variables():
     out = []
     for name, value in _namespace.items():
-        if name.startswith("_") or name in _reserved or name == "In":
+        if name.startswith("_") or name in _reserved or name == "In" or value is records:
             continue
         if type(value).__name__ == "module":
             continue
