@@ -383,7 +383,7 @@ impl Rlm {
             // new, so instead the model is asked, without code, whether the output answers.
             // A FINAL beside the repeated code was written after seeing that code's output, so
             // unlike a FINAL beside new code it is taken.
-            if repeats_last_turn(&reply.blocks, trajectory.iterations.last()) {
+            if repeats_last_turn(&reply.blocks, last_that_ran(&trajectory.iterations)) {
                 let probe = match &reply.final_answer {
                     Some(f) => Some(f.clone()),
                     None => run.answer_probe(self, &cancel, &mut on_event).await?,
@@ -419,7 +419,7 @@ impl Rlm {
 
             // The same code as a turn that failed fails the same way: greedy decoding wrote one
             // crashing block three turns running (a `ValueError` each time) and ended the run.
-            if let Some(error) = repeats_failed_turn(&reply.blocks, trajectory.iterations.last()) {
+            if let Some(error) = repeats_failed_turn(&reply.blocks, last_that_ran(&trajectory.iterations)) {
                 on_event(&Event::Notice {
                     message: "the root model repeated code that failed; it was not run again".into(),
                 });
@@ -913,6 +913,13 @@ fn same_code<'a>(ran: impl Iterator<Item = &'a str>, blocks: &[CodeBlock]) -> bo
     !blocks.is_empty() && ran.map(str::trim).eq(blocks.iter().map(|b| b.code.trim()))
 }
 
+/// The last turn whose code ran: a turn that repeated code was not run, and the code after it
+/// is compared with what did run (the 1.5B wrote one failing block three turns running; the
+/// third, compared with the skipped second, ran and failed again).
+fn last_that_ran(iterations: &[Iteration]) -> Option<&Iteration> {
+    iterations.iter().rev().find(|it| !it.code_blocks.is_empty())
+}
+
 /// The same code as the last turn, which ran without error.
 fn repeats_last_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> bool {
     let Some(last) = last.filter(|l| !l.code_blocks.is_empty()) else {
@@ -952,11 +959,14 @@ fn is_syntax_error(r: &ReplResult) -> bool {
 }
 
 /// A runtime error whose message says what to change: the REPL's own hints (a record field
-/// that does not exist, a document used as a line) and Python's "Did you mean". Given the whole
+/// that does not exist, a document used as a line), Python's "Did you mean", and `strptime`'s
+/// "time data 'Apr 07, 2024' does not match format '%Y-%m-%d'" (the 1.5B wrote that format
+/// for such dates and ran the same code until the error limit ended the run). Given the whole
 /// conversation, the 1.5B root echoed such an error back as its reply, turn after turn; asked
 /// only to fix the code, it has the one edit to make.
 fn names_its_fix(r: &ReplResult) -> bool {
-    const HINTS: [&str; 3] = ["is not a field of this record", "a Document is a whole file", "Did you mean"];
+    const HINTS: [&str; 4] =
+        ["is not a field of this record", "a Document is a whole file", "Did you mean", "does not match format"];
     r.error.as_deref().and_then(|e| e.lines().last()).is_some_and(|last| HINTS.iter().any(|h| last.contains(h)))
 }
 

@@ -555,6 +555,14 @@ async fn an_error_that_names_its_fix_gets_one_repair_round() {
     );
     assert!(o.root.last_user(2).contains("it was repaired and run as"));
     assert_eq!(o.result.iterations, 2, "the repair is not a turn");
+    // strptime's error shows the data and the format that does not fit it.
+    let o = run(&[
+        "```repl\nimport datetime\nprint(datetime.datetime.strptime('Apr 07, 2024', '%Y-%m-%d').year)\n```",
+        "```repl\nimport datetime\nprint(datetime.datetime.strptime('Apr 07, 2024', '%b %d, %Y').year)\n```",
+        "FINAL(2024)",
+    ])
+    .await;
+    assert_eq!(o.result.trajectory.iterations[0].code_blocks[0].result.stdout.trim(), "2024");
     // An error without such a hint is the model's to handle in its next turn, as before.
     let o = run(&["```repl\n1 / 0\n```", "FINAL(none)"]).await;
     assert_eq!(o.root.requests().len(), 2, "no repair request");
@@ -903,6 +911,17 @@ async fn a_block_of_only_comments_is_not_code() {
     assert!(o.result.trajectory.iterations[0].code_blocks.is_empty());
     assert!(o.root.last_user(1).contains("only comments"), "{}", o.root.last_user(1));
     assert!(o.root.requests()[1].constraint.grammar.is_some(), "the next turn may only be code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_code_is_compared_with_the_last_code_that_ran_not_a_skipped_turn() {
+    let failing = "```repl\nn = int(grep('needle')[0]['text'].split(' ')[1])\n```";
+    let budget = Budget { max_consecutive_errors: 5, ..Budget::default() };
+    let working = "```repl\nprint(grep('needle')[0]['text'])\n```";
+    let o = run_with(&[failing, failing, failing, working, "FINAL(42)"], budget, Sub::new()).await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    let ran: Vec<usize> = o.result.trajectory.iterations.iter().map(|t| t.code_blocks.len()).collect();
+    assert_eq!(ran, [1, 0, 0, 1, 0], "neither repeat ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
