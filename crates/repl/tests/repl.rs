@@ -430,7 +430,7 @@ fn records_parse_field_lines_json_lines_and_tables() {
             text: "Date: Jan 02, 2023 || User: 311 || Text: Great: really\nnot a record\n\nDate: Jan 03, 2023 || User: 75 || Text: Never again\n".into(),
         },
         ContextDocument { path: "events.jsonl".into(), text: "{\"id\": 7, \"kind\": \"open\"}\n[1, 2]\n".into() },
-        ContextDocument { path: "fees.csv".into(), text: "name,amount\n\"Smith, J\",10\nDoe,5\n".into() },
+        ContextDocument { path: "fees.csv".into(), text: "name,amount\n\"Smith, J\",10.5\nDoe,05\n".into() },
         ContextDocument { path: "prose.md".into(), text: "# Lease\nThe term is a year.\n".into() },
     ]))
     .unwrap();
@@ -438,13 +438,17 @@ fn records_parse_field_lines_json_lines_and_tables() {
     assert_eq!(
         r.value.as_deref(),
         Some(
-            "[('log.txt', 1, {'Date': 'Jan 02, 2023', 'User': '311', 'Text': 'Great: really'}), \
-             ('log.txt', 4, {'Date': 'Jan 03, 2023', 'User': '75', 'Text': 'Never again'}), \
-             ('events.jsonl', 1, {'id': '7', 'kind': 'open'}), \
-             ('fees.csv', 2, {'name': 'Smith, J', 'amount': '10'}), ('fees.csv', 3, {'name': 'Doe', 'amount': '5'})]"
+            "[('log.txt', 1, {'Date': 'Jan 02, 2023', 'User': 311, 'Text': 'Great: really'}), \
+             ('log.txt', 4, {'Date': 'Jan 03, 2023', 'User': 75, 'Text': 'Never again'}), \
+             ('events.jsonl', 1, {'id': 7, 'kind': 'open'}), \
+             ('fees.csv', 2, {'name': 'Smith, J', 'amount': 10.5}), ('fees.csv', 3, {'name': 'Doe', 'amount': '05'})]"
         ),
         "{r:#?}"
     );
+    // Numbers are numbers (ids compared with ints match), and the list is listed as a variable.
+    let r = run(&mut repl, "[r['Text'] for r in rs if r.get('User') in [75, 12]]");
+    assert_eq!(r.value.as_deref(), Some("['Never again']"));
+    assert!(r.variables.iter().any(|v| v.name == "rs" && v.len == Some(5)), "{:?}", r.variables);
     // A wrong field name is told the right ones; text with no records is told so.
     let e = error_of(&run(&mut repl, "rs[0]['Instance']")).to_string();
     assert!(
@@ -454,6 +458,12 @@ fn records_parse_field_lines_json_lines_and_tables() {
     let e = error_of(&run(&mut repl, "records(context[3])")).to_string();
     assert!(e.contains("records(): no line is a record"), "{e}");
     assert_eq!(run(&mut repl, "len(records('a: 1 | b: 2'))").value.as_deref(), Some("1"));
+    // `records = records()` keeps a callable: the list calls the function.
+    run(&mut repl, "records = records()");
+    assert_eq!(
+        run(&mut repl, "len(records), len(records()), len(records(context[0]))").value.as_deref(),
+        Some("(5, 5, 2)")
+    );
     // Unlike the reserved helpers, `records` is the model's to reuse as a variable name.
     run(&mut repl, "records = [1, 2]");
     assert_eq!(run(&mut repl, "records").value.as_deref(), Some("[1, 2]"));

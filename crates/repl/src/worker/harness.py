@@ -420,9 +420,24 @@ _FIELD_SEPARATORS = ("||", "|", "\t")
 _TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 
 
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+
+
+def _value(text):
+    """A field's value: an int or float when it is written as one (so `r["User"] in [14837]`
+    works: the 1.5B compared ids as ints with values kept as str and counted nothing), else the
+    text. Leading zeros ("02139") stay text."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text
+
+
 class Record(dict):
-    """One record from `records()`: its fields by name (a dict of str), plus `.path` and `.line`,
-    the document and the 1-based line it came from (cite it as path:line)."""
+    """One record from `records()`: its fields by name, plus `.path` and `.line`, the document
+    and the 1-based line it came from (cite it as path:line)."""
 
     __slots__ = ("path", "line")
 
@@ -445,7 +460,7 @@ def _line_fields(line):
         except ValueError:
             return None
         if isinstance(value, dict) and value:
-            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+            return {str(k): v if isinstance(v, (str, int, float)) else json.dumps(v) for k, v in value.items()}
         return None
     for sep in _FIELD_SEPARATORS:
         if sep in s:
@@ -458,7 +473,7 @@ def _line_fields(line):
         m = _FIELD.fullmatch(part)
         if m is None or m.group(1) in fields:
             return None
-        fields[m.group(1)] = m.group(2)
+        fields[m.group(1)] = _value(m.group(2))
     return fields if len(fields) >= 2 else None
 
 
@@ -473,14 +488,24 @@ def _table_records(text, path, delimiter, out):
         if header is None:
             header = [h.strip() for h in row]
             continue
-        r = Record(zip(header, (cell.strip() for cell in row)))
+        r = Record(zip(header, (_value(cell.strip()) for cell in row)))
         r.path, r.line = path, rows.line_num
         out.append(r)
 
 
+class RecordList(list):
+    """The list `records()` returns. Calling it is calling `records()`: models write
+    `records = records()` and later call `records()` again, which on a plain list is a TypeError
+    (the 1.5B did, and repeated the failing block until the run ended)."""
+
+    def __call__(self, x=None):
+        return records(x)
+
+
 def records(x=None):
     """The records in `x` (default: every document of `context`), in order: a list of `Record`s,
-    dicts of field name -> value (str) that also carry `.path` and `.line`.
+    dicts of field name -> value that also carry `.path` and `.line`. A value written as a whole
+    or decimal number is an int or float, any other value a str.
 
     A record is a line of 'Key: value' fields separated by '||', '|' or a tab
     ('Date: Jan 02, 2023 || User: 311 || Text: Great service'), a line holding one JSON object, or
@@ -491,7 +516,7 @@ def records(x=None):
         x = _reserved.get("context")
         if x is None:
             raise ValueError("records(): there is no context loaded")
-    out = []
+    out = RecordList()
     for text, path, first in _chunk_inputs(x):
         delimiter = _TABLE_SUFFIXES.get(path[path.rfind("."):].lower()) if path and "." in path else None
         if delimiter:
@@ -940,7 +965,7 @@ def _describe_variables():
         if type(value).__name__ == "module":
             continue
         # Only built-in containers: a model-defined __len__ is model code and could hang here.
-        n = len(value) if type(value) in _SIZED or type(value) in (Documents, Chunk) else None
+        n = len(value) if type(value) in _SIZED or type(value) in (Documents, Chunk, RecordList) else None
         if len(out) == 200:
             out.append({"name": "...", "type": "more variables not listed", "len": None})
             break
