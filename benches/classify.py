@@ -31,6 +31,32 @@ LABELS = {"ABBR": "abbreviation", "DESC": "description and abstract concept", "E
           "HUM": "human being", "LOC": "location", "NUM": "numeric value"}
 
 
+def served_host_call(base_url, model, grammars=True, timeout=600):
+    """A `_host_call` for harness.py that answers `llm_query_batched` through an OpenAI-compatible
+    server, four prompts at a time, greedily; each prompt's grammar is sent unless `grammars` is
+    false. Other host functions are refused."""
+
+    def chat(prompt, grammar):
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+                "max_tokens": 512}
+        if grammar and grammars:
+            body["grammar"] = grammar
+        req = urllib.request.Request(base_url.rstrip("/") + "/chat/completions", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.load(resp)["choices"][0]["message"]["content"]
+
+    def host_call(request):
+        call = json.loads(request)
+        if call["function"] != "llm_query_batched":
+            return json.dumps({"error": "not available here"})
+        sent = call.get("grammars") or [None] * len(call["prompts"])
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            return json.dumps({"value": list(pool.map(chat, call["prompts"], sent))})
+
+    return host_call
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base-url", required=True, help="OpenAI-compatible server, e.g. http://127.0.0.1:8123/v1")
@@ -55,26 +81,7 @@ def main() -> int:
     harness = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(harness)
 
-    def chat(prompt, grammar):
-        body = {"model": args.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
-                "max_tokens": 512}
-        if grammar and not args.no_grammar:
-            body["grammar"] = grammar
-        req = urllib.request.Request(args.base_url.rstrip("/") + "/chat/completions", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=600) as resp:
-            return json.load(resp)["choices"][0]["message"]["content"]
-
-    def host_call(request):
-        call = json.loads(request)
-        if call["function"] != "llm_query_batched":
-            return json.dumps({"error": "not available here"})
-        grammars = call.get("grammars") or [None] * len(call["prompts"])
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(chat, call["prompts"], grammars))
-        return json.dumps({"value": answers})
-
-    harness._host_call = host_call
+    harness._host_call = served_host_call(args.base_url, args.model, grammars=not args.no_grammar)
     started = time.time()
     got = harness.llm_classify([q for _, q in rows], list(LABELS.values()), batch=args.batch)
     seconds = time.time() - started

@@ -18,7 +18,6 @@ So a loop's score on these kinds can be read against what its sub model allows.
 
 import argparse
 import collections
-import concurrent.futures
 import datetime as dt
 import importlib.util
 import json
@@ -26,7 +25,6 @@ import pathlib
 import re
 import sys
 import time
-import urllib.request
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RECORD = re.compile(r"Date: (.+?) \|\| User: (\d+) \|\| Instance: (.*)$")
@@ -101,25 +99,9 @@ def main() -> int:
     key = {v: k for k, v in names.items()}
     truth = {" ".join(q.split()): lab for q, lab in kit.load_trec(args.trec)}
 
-    def chat(prompt, grammar):
-        body = {"model": args.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
-                "max_tokens": 512}
-        if grammar:
-            body["grammar"] = grammar
-        req = urllib.request.Request(args.base_url.rstrip("/") + "/chat/completions", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=900) as resp:
-            return json.load(resp)["choices"][0]["message"]["content"]
-
-    def host_call(request):
-        call = json.loads(request)
-        if call["function"] != "llm_query_batched":
-            return json.dumps({"error": "not available here"})
-        grammars = call.get("grammars") or [None] * len(call["prompts"])
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            return json.dumps({"value": list(pool.map(chat, call["prompts"], grammars))})
-
-    harness._host_call = host_call
+    if not args.oracle:
+        served = load(REPO / "benches/classify.py", "classify")
+        harness._host_call = served.served_host_call(args.base_url, args.model, timeout=900)
     tasks = [json.loads(line) for line in open(args.tasks)]
     ids = set(filter(None, args.ids.split(",")))
     tasks = [t for t in tasks if t["kind"] in args.kinds.split(",") and t["meta"].get("size") in args.sizes.split(",")

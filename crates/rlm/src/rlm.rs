@@ -708,13 +708,12 @@ impl Run {
         on_event: &mut F,
     ) -> Result<Option<String>> {
         let error = failed.error.as_deref().unwrap_or_default();
-        let (system, fails) = if is_syntax_error(failed) {
-            ("You fix syntax errors in Python code.", "fails to compile with")
+        let (system, fails, error) = if is_syntax_error(failed) {
+            ("You fix syntax errors in Python code.", "fails to compile with", error)
         } else {
             // A traceback's last line carries the fix; its frames are noise to a small model.
-            ("You fix errors in Python code.", "fails with")
+            ("You fix errors in Python code.", "fails with", error.lines().last().unwrap_or(error))
         };
-        let error = if is_syntax_error(failed) { error } else { error.lines().last().unwrap_or(error) };
         let mut request = ChatRequest::new(vec![
             ChatMessage::system(format!(
                 "{system} Reply with the corrected code in one ```repl block and nothing else. Change only what the error needs."
@@ -920,9 +919,9 @@ fn last_that_ran(iterations: &[Iteration]) -> Option<&Iteration> {
     iterations.iter().rev().find(|it| !it.code_blocks.is_empty())
 }
 
-/// The same code as the last turn, which ran without error.
+/// The same code as the last turn that ran (see `last_that_ran`), which ran without error.
 fn repeats_last_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> bool {
-    let Some(last) = last.filter(|l| !l.code_blocks.is_empty()) else {
+    let Some(last) = last else {
         return false;
     };
     last.code_blocks.iter().all(|r| r.result.error.is_none())
@@ -964,6 +963,8 @@ fn is_syntax_error(r: &ReplResult) -> bool {
 /// for such dates and ran the same code until the error limit ended the run). Given the whole
 /// conversation, the 1.5B root echoed such an error back as its reply, turn after turn; asked
 /// only to fix the code, it has the one edit to make.
+/// The first two hints are harness.py's own messages (`Record.__missing__`,
+/// `Document.__getattr__`); a change of wording there must be made here too.
 fn names_its_fix(r: &ReplResult) -> bool {
     const HINTS: [&str; 4] =
         ["is not a field of this record", "a Document is a whole file", "Did you mean", "does not match format"];

@@ -149,9 +149,7 @@ impl Tokenizer {
         let trained_context = info.context_length().map(|n| n as usize);
         Ok(Tokenizer { model, template, name, trained_context })
     }
-}
 
-impl Tokenizer {
     /// The context length, in tokens, the model was trained for, when its GGUF header says.
     pub fn trained_context(&self) -> Option<usize> {
         self.trained_context

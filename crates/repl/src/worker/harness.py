@@ -17,6 +17,7 @@ import itertools
 import linecache
 import mmap
 import operator
+import os
 import re
 import sys
 import threading
@@ -418,8 +419,6 @@ def chunks(x, max_chars=8000, overlap=0):
 _FIELD = re.compile(r"\s*([A-Za-z_][\w .\-/]{0,39}?)\s*:[ \t]?(.*?)\s*", re.S)
 _FIELD_SEPARATORS = ("||", "|", "\t")
 _TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
-
-
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
 
@@ -518,7 +517,7 @@ def records(x=None):
             raise ValueError("records(): there is no context loaded")
     out = RecordList()
     for text, path, first in _chunk_inputs(x):
-        delimiter = _TABLE_SUFFIXES.get(path[path.rfind("."):].lower()) if path and "." in path else None
+        delimiter = _TABLE_SUFFIXES.get(os.path.splitext(path)[1].lower()) if path else None
         if delimiter:
             _table_records(text, path, delimiter, out)
             continue
