@@ -13,13 +13,13 @@ DEMO_QUESTION := List each agreement with its termination notice period in days.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: demo test deps deps-e2e ui ui-test build models-demo models-test rust-test e2e fmt-check clean
+.PHONY: demo test deps deps-e2e ui ui-test build models-demo models-test rust-test e2e fmt-check lint clean portable
 
 demo: deps build models-demo
 	@echo "== quarry ask --folder assets/demo \"$(DEMO_QUESTION)\""
 	$(QUARRY) ask --folder assets/demo "$(DEMO_QUESTION)"
 
-test: deps-e2e fmt-check ui-test build models-test rust-test e2e
+test: deps-e2e fmt-check lint ui-test build models-test rust-test e2e
 	@echo "== all tests passed"
 
 deps:
@@ -52,6 +52,20 @@ e2e: build
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+# clippy in the release profile reuses the build's build-script outputs (llama.cpp is not
+# compiled twice); ruff checks the REPL's Python harness.
+lint: ui
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	python3 -m ruff check crates/repl/src/worker evals
+
+# A `quarry` for other machines: any x86-64-v2 CPU, with ggml's CPU kernels loaded at run time
+# for the CPU it runs on (docs/engine.md). dist/quarry-portable/ holds bin/quarry and
+# lib/quarry/ (llama.cpp's shared libraries and the kernel variants, without AMX's).
+PORTABLE_TARGET := target/portable
+portable:
+	RUSTFLAGS="-C target-cpu=x86-64-v2" $(CARGO) build --release -p quarry-cli --features portable --target-dir $(PORTABLE_TARGET)
+	bash scripts/package-portable.sh $(PORTABLE_TARGET)/release dist/quarry-portable
 
 clean:
 	$(CARGO) clean

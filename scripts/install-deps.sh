@@ -3,8 +3,8 @@
 # installs and skipping the ones already present. Safe to run again at any time.
 #
 #   scripts/install-deps.sh          build + demo needs (compilers, llama.cpp, WebKitGTK)
-#   scripts/install-deps.sh --e2e    also the desktop end-to-end test tools (Xvfb, WebKitWebDriver,
-#                                    tauri-driver)
+#   scripts/install-deps.sh --e2e    also what `make test` needs: the desktop end-to-end test tools
+#                                    (Xvfb, WebKitWebDriver, tauri-driver) and ruff
 set -euo pipefail
 
 e2e=false
@@ -48,6 +48,12 @@ fi
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   echo "error: Rust is not installed; install it from https://rustup.rs and run this again" >&2
   exit 1
+fi
+
+# `make test` lints the REPL's Python harness with ruff, from PyPI.
+if $e2e && ! command -v ruff >/dev/null 2>&1 && ! python3 -m ruff --version >/dev/null 2>&1; then
+  echo "installing python tool: ruff"
+  python3 -m pip install --quiet --user ruff 2>/dev/null || python3 -m pip install --quiet ruff
 fi
 
 if $e2e && ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then

@@ -6,14 +6,7 @@ pub mod commands;
 
 /// Starts the desktop app; returns when the last window closes.
 pub fn run() {
-    quarry_llm::local::prepare_process_env();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-                .unwrap_or_else(|_| "warn,llama-cpp-2=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    quarry_llm::logging::init();
     let asking = std::sync::Arc::new(commands::AskState::default());
     let on_exit = asking.clone();
     let result = tauri::Builder::default()

@@ -47,7 +47,7 @@ export async function appInfo(): Promise<AppInfo> {
 }
 
 /** How a question is answered (see `quarry ask --mode`). */
-export type Mode = 'rlm' | 'direct' | 'rag';
+export type Mode = 'auto' | 'rlm' | 'direct' | 'rag';
 
 export type AskRequest = {
   folder: string;

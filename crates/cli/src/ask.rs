@@ -10,49 +10,25 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use quarry_index::Folder;
-use quarry_rlm::{AnalystConfig, Answer, Event, StopReason};
+use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, StopReason};
 
-use crate::local::{LoopArgs, ModelArgs};
+use crate::flags::{LoopArgs, ModelArgs};
 
-/// How to answer.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// The Recursive Language Model loop: the root model writes Python over the folder in a
-    /// sandboxed REPL and hands pieces to the sub model.
-    Rlm,
-    /// The whole folder in the model's window (cut to fit, with a warning), one pass.
-    Direct,
-    /// The BM25-best passages in the model's window, one pass.
-    Rag,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        quarry_rlm::Mode::from(self).name()
-    }
-}
-
-impl From<Mode> for quarry_rlm::Mode {
-    fn from(m: Mode) -> Self {
-        match m {
-            Mode::Rlm => quarry_rlm::Mode::Rlm,
-            Mode::Direct => quarry_rlm::Mode::Direct,
-            Mode::Rag => quarry_rlm::Mode::Rag,
-        }
-    }
+/// `--mode`'s values: the library's modes, by name.
+pub fn mode_parser() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Mode::ALL.map(Mode::name)).map(|s| s.parse::<Mode>().expect("listed"))
 }
 
 #[derive(Args)]
 pub struct AskArgs {
-    /// How to answer. `direct` stays the default until the RLM loop beats it on the evaluation
-    /// suite (docs/results.md).
-    #[arg(long, value_enum, default_value = "direct")]
+    /// How to answer: `auto` (direct when the folder fits the window, else rlm), `rlm`, `direct`
+    /// or `rag` (`quarry_rlm::Mode` says why auto is the default).
+    #[arg(long, value_parser = mode_parser(), default_value = "auto")]
     mode: Mode,
     /// The folder to analyse.
     #[arg(long)]
@@ -93,15 +69,15 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
     args.rlm.apply(&mut config);
     let analyst = models.analyst(config);
 
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = CancelToken::default();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.store(true, Ordering::SeqCst);
+            on_ctrl_c.cancel();
         }
     });
     let mut live = Live { json: args.json, streaming: args.mode != Mode::Rlm, streamed: false, batch: None };
-    let result = analyst.answer(&folder, &args.question, args.mode.into(), cancel, |e| live.show(e)).await;
+    let result = analyst.answer(&folder, &args.question, args.mode, cancel, |e| live.show(e)).await;
     models.shutdown().await;
     let answer = result.context("could not answer")?;
     if live.streamed {
@@ -196,6 +172,10 @@ impl Live {
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
             }
+        }
+        // `auto` may hand the question to the loop, whose model turns are code, not the answer.
+        if matches!(event, Event::IterationStarted { .. }) {
+            self.streaming = false;
         }
         if let Event::ModelDelta { text } = event {
             if self.streaming && !self.json {

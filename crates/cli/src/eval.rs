@@ -1,4 +1,4 @@
-//! `quarry eval`: answer every task of an evaluation file (the format of `../shared/evalkit`:
+//! `quarry eval`: answer every task of an evaluation file (the evaluation kit's format:
 //! one JSON task per line with `id`, `context_dir` relative to the file, and `question`) and
 //! write one prediction line per task, which `evalkit.py score` scores.
 //!
@@ -10,24 +10,22 @@ use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::Folder;
-use quarry_rlm::{AnalystConfig, Answer, StopReason};
+use quarry_rlm::{AnalystConfig, Answer, CancelToken, Mode, StopReason};
 use serde::Deserialize;
 
-use crate::ask::{summary, Mode};
-use crate::local::{LoopArgs, ModelArgs};
+use crate::ask::{mode_parser, summary};
+use crate::flags::{LoopArgs, ModelArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
     /// The tasks file (`tasks.jsonl` written by `evalkit.py gen`).
     tasks: PathBuf,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = mode_parser())]
     mode: Mode,
     /// Where predictions go; tasks already in it are skipped (resume).
     #[arg(long)]
@@ -101,11 +99,11 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
     let analyst = models.analyst(config);
     let (root_name, sub_name) = (models.root.name().to_string(), models.sub.name().to_string());
 
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = CancelToken::default();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.store(true, Ordering::SeqCst);
+            on_ctrl_c.cancel();
         }
     });
 
@@ -131,7 +129,7 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        let result = analyst.answer(&folder, &task.question, args.mode.into(), cancel.clone(), |_| {}).await;
+        let result = analyst.answer(&folder, &task.question, args.mode, cancel.clone(), |_| {}).await;
         let answer = match result {
             Ok(a) => a,
             Err(e) => {

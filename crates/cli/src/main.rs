@@ -5,11 +5,12 @@
 mod ask;
 mod bench;
 mod eval;
-mod local;
+mod flags;
 mod models;
 mod progress;
 mod repl;
 mod serve;
+mod system;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     Repl(repl::ReplArgs),
     /// Serve local models through an OpenAI-compatible HTTP API.
     Serve(serve::ServeArgs),
+    /// What this machine and build run models on: CPU features and the kernels selected.
+    System(system::SystemArgs),
     /// Measure speed next to the reference tools.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -43,15 +46,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    quarry_llm::local::prepare_process_env();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-                .unwrap_or_else(|_| "warn,llama-cpp-2=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+    quarry_engine::prepare_process_env();
+    quarry_llm::logging::init();
     let cli = Cli::parse();
     if let Command::Worker(cmd) = &cli.command {
         worker::run(cmd); // before the runtime: the REPL worker must start single-threaded
@@ -71,6 +67,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Repl(args) => repl::run(args),
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::System(args) => system::run(args),
             Command::Worker(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use quarry_llm::import::{import_file, verify_file};
-use quarry_llm::{human_bytes, CancelToken, Fetcher, ModelStore, Status};
+use quarry_models::import::{import_file, verify_file};
+use quarry_models::{human_bytes, CancelToken, Fetcher, ModelStore, Status};
 
 use crate::progress::Bars;
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use quarry_llm::{human_bytes, Progress};
+use quarry_models::{human_bytes, Progress};
 
 pub struct Bars {
     current: Mutex<Option<(ProgressBar, String, Instant)>>,

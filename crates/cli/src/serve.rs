@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use quarry_llm::engine::{Engine, EngineConfig, ModelSpec};
-use quarry_llm::serve::{is_loopback, router, API_KEY_ENV};
-use quarry_llm::ModelStore;
+use quarry_engine::engine::{Engine, EngineConfig, ModelSpec};
+use quarry_engine::serve::{is_loopback, router, API_KEY_ENV};
+use quarry_engine::Threads;
+use quarry_models::ModelStore;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -29,9 +30,14 @@ pub struct ServeArgs {
     /// Context window of each slot, in tokens.
     #[arg(long, default_value_t = 8192)]
     ctx: u32,
-    /// CPU threads (default: physical cores − 1).
+    /// CPU threads for every step, one-token and batched alike (default: chosen by measurement,
+    /// see docs/benchmarks.md).
     #[arg(long)]
     threads: Option<usize>,
+    /// CPU threads for batches alone: prompt chunks and steps where several streams generate
+    /// (applied after --threads).
+    #[arg(long)]
+    batch_threads: Option<usize>,
     /// Layers to offload to a GPU, on GPU builds.
     #[arg(long, default_value_t = 0)]
     gpu_layers: u32,
@@ -57,7 +63,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         models,
         slots: args.slots,
         ctx_per_slot: args.ctx,
-        threads: args.threads.unwrap_or_else(quarry_llm::local::default_threads),
+        threads: Threads::from_flags(args.threads, args.batch_threads),
         gpu_layers: args.gpu_layers,
         ..EngineConfig::default()
     };
@@ -68,17 +74,20 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let port = listener.local_addr()?.port();
     let ids: Vec<&str> = engine.models().iter().map(|m| m.id.as_str()).collect();
     // Exactly one JSON line on stdout: supervisors wait for it.
-    let ready = serde_json::json!({"event": "ready", "port": port, "models": ids});
+    let ready = serde_json::json!({"event": "ready", "port": port, "models": ids, "threads": engine.threads()});
     let mut out = std::io::stdout().lock();
     writeln!(out, "{ready}")?;
     out.flush()?;
     drop(out);
+    // What ran where, for crash reports: the CPU, the kernels selected, the threads.
+    eprintln!("{}", engine.system().line());
     eprintln!(
-        "serving {} on http://{}:{port}/v1 ({} slots × {} tokens)",
+        "serving {} on http://{}:{port}/v1 ({} slots × {} tokens, {})",
         ids.join(", "),
         args.host,
         args.slots,
-        args.ctx
+        args.ctx,
+        engine.threads()
     );
     axum::serve(listener, router(engine, api_key)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -4,8 +4,26 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::local::ChatMessage;
 use crate::Result;
+
+/// One turn of a conversation, in the OpenAI shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        ChatMessage { role: "system".into(), content: content.into() }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        ChatMessage { role: "user".into(), content: content.into() }
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        ChatMessage { role: "assistant".into(), content: content.into() }
+    }
+}
 
 /// How to pick tokens. Temperature 0 means greedy decoding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,4 +160,14 @@ pub trait LanguageModel: Send + Sync {
     async fn chat(&self, request: &ChatRequest) -> Result<Completion> {
         self.chat_stream(request, &mut Discard).await
     }
+}
+
+/// Counting tokens and rendering chats the way the root model does: what fitting a prompt to a
+/// window needs. [`crate::ServedTokenizer`] asks the engine serving the model (its `/tokenize`
+/// and `/apply-template` routes), so no process but the engine loads a tokenizer.
+#[async_trait::async_trait]
+pub trait Tokens: Send + Sync {
+    async fn count_tokens(&self, text: &str) -> Result<usize>;
+    /// The prompt `messages` become, ending with the assistant's turn opened.
+    async fn render_chat(&self, messages: &[ChatMessage]) -> Result<String>;
 }

@@ -15,8 +15,9 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::api::{ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Timings, Usage};
+use crate::api::{ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Timings, Usage};
 use crate::{Error, Result};
+use quarry_models::fetch::describe;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Long prompts on a CPU can take minutes before the first token; servers that start the stream
@@ -158,14 +159,28 @@ impl OpenAiClient {
 
     /// llama-server's `/tokenize` (also served by `quarry serve`).
     pub async fn tokenize(&self, text: &str) -> Result<Vec<i32>> {
-        let root = self.base.trim_end_matches("/v1");
-        let url = format!("{root}/tokenize");
-        let resp = self.send(&url, &json!({"model": self.model, "content": text})).await?;
-        let v: Value = resp.json().await.map_err(|e| Error::Network { url: url.clone(), message: describe(&e) })?;
-        v["tokens"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_i64().map(|t| t as i32)).collect())
-            .ok_or(Error::Network { url, message: "the answer has no `tokens`".into() })
+        let v = self.post_root("/tokenize", &json!({"model": self.model, "content": text})).await?;
+        let tokens = v["tokens"].as_array().ok_or_else(|| self.malformed("/tokenize", "tokens"))?;
+        Ok(tokens.iter().filter_map(|t| t.as_i64().map(|t| t as i32)).collect())
+    }
+
+    /// llama-server's `/apply-template` (also served by `quarry serve`): the prompt `messages`
+    /// become through the model's chat template, the assistant's turn opened.
+    pub async fn apply_template(&self, messages: &[ChatMessage]) -> Result<String> {
+        let v = self.post_root("/apply-template", &json!({"model": self.model, "messages": messages})).await?;
+        v["prompt"].as_str().map(str::to_string).ok_or_else(|| self.malformed("/apply-template", "prompt"))
+    }
+
+    /// POSTs to a route of the server root (llama-server's extensions live beside `/v1`).
+    async fn post_root(&self, route: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}{route}", self.base.trim_end_matches("/v1"));
+        let resp = self.send(&url, body).await?;
+        resp.json().await.map_err(|e| Error::Network { url, message: describe(&e) })
+    }
+
+    fn malformed(&self, route: &str, field: &str) -> Error {
+        let url = format!("{}{route}", self.base.trim_end_matches("/v1"));
+        Error::Network { url, message: format!("the answer has no `{field}`") }
     }
 }
 
@@ -284,19 +299,3 @@ fn completion_from(v: &Value, text: String, finish: FinishReason, ttft_ms: f64, 
     }
 }
 
-/// The innermost cause of a reqwest error, which is the part a person can act on.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg = s.to_string();
-        source = s.source();
-    }
-    if e.is_timeout() {
-        format!("timed out ({msg})")
-    } else if e.is_connect() {
-        format!("could not connect ({msg})")
-    } else {
-        msg
-    }
-}

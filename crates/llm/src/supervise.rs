@@ -20,8 +20,11 @@ use tokio::sync::watch;
 
 use crate::api::{ChatRequest, Completion, DeltaSink, LanguageModel};
 use crate::openai::OpenAiClient;
-use crate::serve::API_KEY_ENV;
 use crate::{Error, Result};
+
+/// The environment variable carrying the engine's API key: the supervisor passes it this way,
+/// never in argv, and `quarry serve` reads it.
+pub const API_KEY_ENV: &str = "QUARRY_API_KEY";
 
 /// How to start the engine child.
 #[derive(Debug, Clone)]
@@ -34,7 +37,10 @@ pub struct ServerOptions {
     pub models: Vec<String>,
     pub slots: usize,
     pub ctx_per_slot: u32,
+    /// CPU threads for one-token decode steps (`--threads`; the engine's default when `None`).
     pub threads: Option<usize>,
+    /// CPU threads for prompt chunks and multi-sequence steps (`--batch-threads`).
+    pub batch_threads: Option<usize>,
     pub gpu_layers: u32,
     /// How long a start (model loading included) may take.
     pub ready_timeout: Duration,
@@ -49,6 +55,7 @@ impl ServerOptions {
             slots: 4,
             ctx_per_slot: 8192,
             threads: None,
+            batch_threads: None,
             gpu_layers: 0,
             ready_timeout: Duration::from_secs(180),
         }
@@ -74,6 +81,8 @@ struct Inner {
     api_key: String,
     state: watch::Sender<State>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The child's start-up line naming its CPU and kernels (`cpu: ...`), kept for crash reports.
+    system_line: Arc<Mutex<Option<String>>>,
     restarts: Mutex<u32>,
 }
 
@@ -103,6 +112,7 @@ impl LocalServer {
             api_key,
             state,
             stderr_tail: Arc::new(Mutex::new(VecDeque::new())),
+            system_line: Arc::new(Mutex::new(None)),
             restarts: Mutex::new(0),
         });
         let (child, port) = spawn(&inner).await?;
@@ -222,6 +232,9 @@ async fn spawn(inner: &Arc<Inner>) -> Result<(Child, u16)> {
     if let Some(t) = o.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
+    if let Some(t) = o.batch_threads {
+        cmd.args(["--batch-threads", &t.to_string()]);
+    }
     if o.gpu_layers > 0 {
         cmd.args(["--gpu-layers", &o.gpu_layers.to_string()]);
     }
@@ -245,10 +258,14 @@ async fn spawn(inner: &Arc<Inner>) -> Result<(Child, u16)> {
     let stderr = child.stderr.take().expect("piped");
     let tail = inner.stderr_tail.clone();
     tail.lock().unwrap().clear();
+    let system_line = inner.system_line.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             tracing::debug!(target: "quarry::serve", "{line}");
+            if line.starts_with("cpu: ") {
+                *system_line.lock().unwrap() = Some(line.clone());
+            }
             let mut t = tail.lock().unwrap();
             if t.len() == 20 {
                 t.pop_front();
@@ -319,7 +336,10 @@ async fn supervise(inner: Arc<Inner>, mut child: Child) {
             Ok(s) => describe_exit(s),
             Err(e) => e.to_string(),
         };
-        tracing::warn!("the local model server stopped ({reason}); restarting");
+        match inner.system_line.lock().unwrap().as_deref() {
+            Some(ran) => tracing::warn!("the local model server stopped ({reason}); restarting (it ran on {ran})"),
+            None => tracing::warn!("the local model server stopped ({reason}); restarting"),
+        }
         inner.state.send_replace(State::Restarting);
         if up_since.elapsed() > Duration::from_secs(60) {
             failures = 0;

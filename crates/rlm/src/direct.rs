@@ -1,7 +1,7 @@
 //! The direct baseline: put the folder in the window and ask once.
 
 use quarry_index::Folder;
-use quarry_llm::local::{ChatMessage, Tokens};
+use quarry_llm::{ChatMessage, Tokens};
 
 use crate::{Error, Result};
 
@@ -28,7 +28,7 @@ pub struct DirectPrompt {
 impl DirectPrompt {
     /// Fits `folder` and `question` into `window` tokens, leaving `answer_tokens` for the reply.
     /// Files go in path order; the first that does not fit is cut, the rest are listed as omitted.
-    pub fn build(
+    pub async fn build(
         model: &dyn Tokens,
         folder: &Folder,
         question: &str,
@@ -36,7 +36,7 @@ impl DirectPrompt {
         answer_tokens: usize,
     ) -> Result<DirectPrompt> {
         let question = question.trim();
-        let budget = room_for_body(model, SYSTEM, question, window, answer_tokens)?;
+        let budget = room_for_body(model, SYSTEM, question, window, answer_tokens).await?;
 
         let mut docs = String::new();
         let mut used = 0usize;
@@ -47,7 +47,7 @@ impl DirectPrompt {
                 continue;
             }
             let whole_block = block(&doc.path, &doc.text);
-            let tokens = model.count_tokens(&whole_block);
+            let tokens = model.count_tokens(&whole_block).await?;
             if used + tokens <= budget {
                 docs.push_str(&whole_block);
                 used += tokens;
@@ -62,7 +62,7 @@ impl DirectPrompt {
             loop {
                 let end = floor_boundary(&doc.text, keep);
                 let partial = block(&doc.path, &format!("{}{CUT}", &doc.text[..end]));
-                let t = model.count_tokens(&partial);
+                let t = model.count_tokens(&partial).await?;
                 if t <= room || end == 0 {
                     if end > 0 {
                         docs.push_str(&partial);
@@ -80,7 +80,7 @@ impl DirectPrompt {
             }
         }
         let messages = one_pass(SYSTEM, &docs, question);
-        let prompt_tokens = model.count_tokens(&model.render_chat(&messages)?);
+        let prompt_tokens = model.count_tokens(&model.render_chat(&messages).await?).await?;
         Ok(DirectPrompt { messages, whole, cut, omitted, prompt_tokens })
     }
 
@@ -98,7 +98,7 @@ pub(crate) fn one_pass(system: &str, body: &str, question: &str) -> Vec<ChatMess
 /// Tokens left for the body of a one-pass prompt in `window`, after the rest of the prompt and
 /// `answer_tokens` for the reply. The direct and rag baselines share it, so they get the same
 /// budget.
-pub(crate) fn room_for_body(
+pub(crate) async fn room_for_body(
     model: &dyn Tokens,
     system: &str,
     question: &str,
@@ -108,7 +108,7 @@ pub(crate) fn room_for_body(
     if question.trim().is_empty() {
         return Err(Error::EmptyQuestion);
     }
-    let overhead = model.count_tokens(&model.render_chat(&one_pass(system, "", question))?);
+    let overhead = model.count_tokens(&model.render_chat(&one_pass(system, "", question)).await?).await?;
     window
         .checked_sub(overhead + answer_tokens)
         .filter(|b| *b > 0)

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::CancelToken;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -71,7 +73,7 @@ pub struct RunHost {
     max_sub_calls: usize,
     sub_max_tokens: Option<usize>,
     stats: Arc<SubCallStats>,
-    cancel: Arc<AtomicBool>,
+    cancel: CancelToken,
     events: UnboundedSender<Event>,
     recursion: Option<Recursion>,
     bm25: OnceLock<Bm25>,
@@ -96,7 +98,7 @@ impl RunHost {
         max_sub_calls: usize,
         sub_max_tokens: Option<usize>,
         stats: Arc<SubCallStats>,
-        cancel: Arc<AtomicBool>,
+        cancel: CancelToken,
         events: UnboundedSender<Event>,
     ) -> RunHost {
         RunHost {
@@ -201,7 +203,7 @@ impl RunHost {
     /// Reserves `n` sub-calls, or refuses all of them: a batch is never half-served, so the
     /// model's list of answers always lines up with its prompts.
     fn reserve(&self, n: usize) -> HostResult<usize> {
-        if self.cancel.load(Ordering::Relaxed) {
+        if self.cancel.is_cancelled() {
             return Err("the run was cancelled".into());
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -235,14 +237,14 @@ impl RunHost {
         });
         self.stats.served.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
-        let mut request = ChatRequest::new(vec![quarry_llm::local::ChatMessage::user(prompt)]);
+        let mut request = ChatRequest::new(vec![quarry_llm::ChatMessage::user(prompt)]);
         request.max_tokens = self.sub_max_tokens;
         request.constraint.grammar = self.sent_grammar(grammar);
         let result = match self.deadline {
             // Dropping the request at the deadline cancels it; the engine frees its slot.
             Some(d) => tokio::time::timeout_at(d.into(), self.sub.chat(&request))
                 .await
-                .unwrap_or_else(|_| Err(quarry_llm::Error::Cancelled)),
+                .unwrap_or_else(|_| Err(quarry_llm::Error::TimeLimit)),
             None => self.sub.chat(&request).await,
         };
         let seconds = started.elapsed().as_secs_f64();
@@ -270,7 +272,7 @@ impl RunHost {
                     usage: Usage::default(),
                     seconds,
                 });
-                if matches!(e, quarry_llm::Error::Cancelled) && self.deadline.is_some_and(|d| Instant::now() >= d) {
+                if matches!(e, quarry_llm::Error::TimeLimit) {
                     return Err(TIME_UP.into());
                 }
                 Err(format!("the sub model failed: {e}"))

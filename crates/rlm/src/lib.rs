@@ -15,9 +15,9 @@
 //! read and verified against the folder ([`cite`]).
 //!
 //! ```no_run
-//! use std::sync::{atomic::AtomicBool, Arc};
+//! use std::sync::Arc;
 //! use quarry_llm::{LocalServer, ServerOptions};
-//! use quarry_rlm::{Rlm, RlmConfig};
+//! use quarry_rlm::{CancelToken, Rlm, RlmConfig};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let folder = quarry_index::Folder::load("assets/demo".as_ref())?;
@@ -25,7 +25,7 @@
 //! let server = LocalServer::start(ServerOptions::new(vec![id.into()])).await?;
 //! let model = Arc::new(server.model(id));
 //! let rlm = Rlm::new(model.clone(), model, RlmConfig::default());
-//! let cancel = Arc::new(AtomicBool::new(false));
+//! let cancel = CancelToken::default();
 //! let run = rlm.run(&folder, "What is the notice period?", cancel, |event| println!("{event:?}")).await?;
 //! println!("{:?} ({:?})", run.answer, run.stop_reason);
 //! # Ok(())
@@ -42,10 +42,12 @@ pub mod models;
 pub mod parse;
 pub mod rag;
 pub mod rlm;
-pub mod session;
+pub mod repl_thread;
 pub mod trajectory;
 
 pub use analyst::{Analyst, AnalystConfig, Answer, Mode};
+/// Stops a run at its next step; the same token cancels a model download.
+pub use quarry_models::CancelToken;
 pub use budget::{Budget, StopReason};
 pub use cite::{cite, cite_with_sources, Check, Citation};
 pub use context::FolderSummary;
@@ -60,6 +62,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(transparent)]
     Model(#[from] quarry_llm::Error),
+    #[error(transparent)]
+    ModelFile(#[from] quarry_models::Error),
     #[error(transparent)]
     Corpus(#[from] quarry_index::Error),
     #[error(transparent)]

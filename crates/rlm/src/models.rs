@@ -1,14 +1,15 @@
 //! The two models a question needs — a root and a sub model — each either local, served by one
 //! supervised `quarry serve` child (a llama.cpp abort cannot take the caller down), or any
 //! OpenAI-compatible endpoint (a GPU server running vLLM, llama-server, Ollama or `quarry
-//! serve`). The CLI and the desktop app both start their models here. The root's tokenizer is
-//! loaded in-process alone, to fit prompts to the window exactly.
+//! serve`). The CLI and the desktop app both start their models here. Prompts are sized with the
+//! root's own tokenizer through the engine that serves it (`/tokenize`, `/apply-template`), so
+//! no process but the engine loads llama.cpp.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quarry_llm::local::{ChatMessage, Tokenizer, Tokens};
-use quarry_llm::{LanguageModel, LocalServer, ModelStore, OpenAiClient, Role, ServerOptions};
+use quarry_llm::{Estimate, LanguageModel, LocalServer, OpenAiClient, ServedTokenizer, ServerOptions, Tokens};
+use quarry_models::{ModelStore, Role};
 use quarry_repl::WorkerCommand;
 
 use crate::{Analyst, AnalystConfig, Result};
@@ -28,8 +29,10 @@ pub struct ModelChoice {
     pub api_key: Option<String>,
     /// Context window per request in tokens.
     pub ctx: usize,
-    /// CPU threads for local models (default: physical cores − 1).
+    /// CPU threads for one-token decode steps (default: the engine's, chosen by measurement).
     pub threads: Option<usize>,
+    /// CPU threads for prompt chunks and multi-sequence steps (default: the engine's).
+    pub batch_threads: Option<usize>,
     pub gpu_layers: u32,
     /// The `quarry` executable that serves local models (`quarry serve`) and runs the REPL
     /// worker (`quarry worker repl`); `None` is this very executable, which is right for the
@@ -47,6 +50,7 @@ impl Default for ModelChoice {
             api_key: None,
             ctx: 8192,
             threads: None,
+            batch_threads: None,
             gpu_layers: 0,
             engine: None,
         }
@@ -59,7 +63,7 @@ pub struct Models {
     pub server: Option<LocalServer>,
     pub root: Arc<dyn LanguageModel>,
     pub sub: Arc<dyn LanguageModel>,
-    pub tokens: Arc<dyn Tokens + Send + Sync>,
+    pub tokens: Arc<dyn Tokens>,
     /// The root is Quarry's own engine, so it takes grammars.
     pub root_is_local: bool,
     /// The sub model is Quarry's own engine, so it takes grammars.
@@ -94,24 +98,11 @@ impl Models {
         // Local models: resolved (and their files checked) before anything starts.
         let root_path = choice.root_url.is_none().then(|| store.resolve(&root_id)).transpose()?;
         let sub_path = choice.sub_url.is_none().then(|| store.resolve(&sub_id)).transpose()?;
-        // The root's tokenizer: its GGUF when there is one locally (a remote root named by a
-        // catalog id or path counts exactly too); otherwise an estimate with a safety margin.
-        // A local root's tokenizer also says the context the engine will give it.
-        let mut root_trained_ctx = None;
-        let tokens: Arc<dyn Tokens + Send + Sync> = match root_path.clone().or_else(|| store.resolve(&root_id).ok()) {
-            Some(p) => {
-                let tokenizer = Tokenizer::load(&p)?;
-                root_trained_ctx = root_path.as_ref().and_then(|_| tokenizer.trained_context());
-                Arc::new(tokenizer)
-            }
-            None => {
-                note(&format!(
-                    "note: no local copy of {root_id}'s tokenizer; prompts are sized by an estimate of 3 characters a token"
-                ));
-                Arc::new(Estimate)
-            }
+        // The context a local root was trained for, from its GGUF header.
+        let root_trained_ctx = match &root_path {
+            Some(p) => quarry_models::gguf::inspect(p)?.context_length().map(|n| n as usize),
+            None => None,
         };
-
         let window = window_for(choice.ctx, root_trained_ctx);
         if window < choice.ctx {
             note(&format!(
@@ -126,14 +117,16 @@ impl Models {
                 local.push(p);
             }
         }
-        let threads = choice.threads.unwrap_or_else(quarry_llm::local::default_threads);
         let server = if local.is_empty() {
             None
         } else {
             note(&format!(
-                "Starting the local engine with {}, {threads} thread{}",
+                "Starting the local engine with {}{}",
                 local.iter().map(|p| stem(p)).collect::<Vec<_>>().join(" and "),
-                if threads == 1 { "" } else { "s" }
+                match choice.threads {
+                    Some(t) => format!(", {t} thread{}", if t == 1 { "" } else { "s" }),
+                    None => String::new(),
+                }
             ));
             let mut options = ServerOptions::new(local.iter().map(|p| p.display().to_string()).collect());
             if let Some(engine) = &choice.engine {
@@ -143,7 +136,8 @@ impl Models {
             // slot (and its cached conversation) while they run.
             options.slots = 4;
             options.ctx_per_slot = choice.ctx as u32;
-            options.threads = Some(threads);
+            options.threads = choice.threads;
+            options.batch_threads = choice.batch_threads;
             options.gpu_layers = choice.gpu_layers;
             Some(LocalServer::start(options).await?)
         };
@@ -162,6 +156,23 @@ impl Models {
         if let Some(url) = &choice.sub_url {
             note(&format!("Sub model: {sub_id} at {url}"));
         }
+        // The root's tokenizer, from the engine serving it; an endpoint without llama-server's
+        // `/tokenize` and `/apply-template` (vLLM, hosted APIs) gets an estimate with a margin.
+        let tokens: Arc<dyn Tokens> = match (&root_path, &server, &choice.root_url) {
+            (Some(p), Some(server), _) => Arc::new(ServedTokenizer::new(server.client(&stem(p)).await?)),
+            (_, _, Some(url)) => {
+                let served = ServedTokenizer::new(OpenAiClient::new(url, &root_id, choice.api_key.clone())?);
+                if served.works().await {
+                    Arc::new(served)
+                } else {
+                    note(&format!(
+                        "note: {url} does not tokenize for its clients; prompts are sized by an estimate of 3 characters a token"
+                    ));
+                    Arc::new(Estimate)
+                }
+            }
+            _ => unreachable!("a model is local (and the engine started) or remote"),
+        };
         Ok(Models {
             server,
             root,
@@ -197,21 +208,6 @@ impl Models {
 /// The engine names a model by its file stem.
 fn stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// Token counts for a model whose tokenizer is not here: 3 characters a token over-counts
-/// English and code for every tokenizer we ship, so prompts sized with it fit.
-struct Estimate;
-
-impl Tokens for Estimate {
-    fn count_tokens(&self, text: &str) -> usize {
-        text.chars().count().div_ceil(3)
-    }
-
-    fn render_chat(&self, messages: &[ChatMessage]) -> quarry_llm::Result<String> {
-        // Role markers cost a few tokens each in every template.
-        Ok(messages.iter().map(|m| format!("<|{}|>\n{}\n", m.role, m.content)).collect())
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! need the whole folder, and what it should match on lookups.
 
 use quarry_index::{passages, Bm25, Folder, Passage};
-use quarry_llm::local::{ChatMessage, Tokens};
+use quarry_llm::{ChatMessage, Tokens};
 
 use crate::direct::{one_pass, room_for_body};
 use crate::Result;
@@ -28,7 +28,7 @@ impl RagPrompt {
     /// Ranks `folder`'s passages against `question` and fills `window` tokens (less
     /// `answer_tokens` for the reply) with the best of them: the same prompt budget as the direct
     /// baseline, so the two compare like for like.
-    pub fn build(
+    pub async fn build(
         model: &dyn Tokens,
         folder: &Folder,
         question: &str,
@@ -37,7 +37,7 @@ impl RagPrompt {
         passage_chars: usize,
     ) -> Result<RagPrompt> {
         let question = question.trim();
-        let budget = room_for_body(model, SYSTEM, question, window, answer_tokens)?;
+        let budget = room_for_body(model, SYSTEM, question, window, answer_tokens).await?;
 
         let index = Bm25::new(passages(folder.documents(), passage_chars));
         let ranked = index.search(question, usize::MAX);
@@ -56,7 +56,7 @@ impl RagPrompt {
                 p.line_end,
                 p.text.trim_end()
             );
-            let t = model.count_tokens(&block);
+            let t = model.count_tokens(&block).await?;
             if used + t > budget {
                 // Smaller passages further down may still fit; a passage is never cut.
                 continue;
@@ -66,7 +66,7 @@ impl RagPrompt {
             chosen.push(p.clone());
         }
         let messages = one_pass(SYSTEM, &body, question);
-        let prompt_tokens = model.count_tokens(&model.render_chat(&messages)?);
+        let prompt_tokens = model.count_tokens(&model.render_chat(&messages).await?).await?;
         Ok(RagPrompt { messages, passages: chosen, matched, prompt_tokens })
     }
 }

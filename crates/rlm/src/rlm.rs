@@ -2,13 +2,12 @@
 //! writes code, sees (truncated) results, and repeats until it gives a final answer or a
 //! [`Budget`] limit ends the run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use quarry_index::Folder;
-use quarry_llm::local::ChatMessage;
-use quarry_llm::{ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Sampling, Usage};
+use quarry_llm::{ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Sampling, Usage};
 use quarry_repl::{Context, ContextDocument, ReplResult, SandboxConfig};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -16,9 +15,9 @@ use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
 use crate::host::{Recursion, RunHost, SubCallStats};
 use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
-use crate::session::ReplThread;
+use crate::repl_thread::ReplThread;
 use crate::trajectory::{AnswerSource, BlockRun, Event, Iteration, Metadata, Trajectory};
-use crate::{Error, Result};
+use crate::{CancelToken, Error, Result};
 
 /// The root model's instructions, with a worked example sized for small coder models.
 pub const SYSTEM_PROMPT: &str = include_str!("../../../assets/prompts/rlm.md");
@@ -190,7 +189,7 @@ impl Rlm {
         &self,
         folder: &Folder,
         question: &str,
-        cancel: Arc<AtomicBool>,
+        cancel: CancelToken,
         on_event: F,
     ) -> Result<RunResult>
     where
@@ -216,7 +215,7 @@ impl Rlm {
         &self,
         text: String,
         question: &str,
-        cancel: Arc<AtomicBool>,
+        cancel: CancelToken,
         on_event: F,
     ) -> Result<RunResult>
     where
@@ -239,7 +238,7 @@ impl Rlm {
         &self,
         input: Input,
         question: &str,
-        cancel: Arc<AtomicBool>,
+        cancel: CancelToken,
         mut on_event: F,
     ) -> Result<RunResult>
     where
@@ -316,7 +315,7 @@ impl Rlm {
         let mut answer: Option<(String, AnswerSource)> = None;
         let stop = loop {
             let sub_usage = *stats.usage.lock().expect("usage lock");
-            if cancel.load(Ordering::Relaxed) {
+            if cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
             if stats.exhausted.load(Ordering::SeqCst) {
@@ -359,7 +358,7 @@ impl Rlm {
                 self.config.sampling.clone()
             };
             let completion = run.root_turn(self, grammar, sampling, &cancel, &mut on_event).await?;
-            if completion.finish_reason == FinishReason::Cancelled || cancel.load(Ordering::Relaxed) {
+            if completion.finish_reason == FinishReason::Cancelled || cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
             let text = close_stopped_block(&completion, self.config.stop_at_block_end);
@@ -388,7 +387,7 @@ impl Rlm {
                     Some(f) => Some(f.clone()),
                     None => run.answer_probe(self, &cancel, &mut on_event).await?,
                 };
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.is_cancelled() {
                     break StopReason::Cancelled;
                 }
                 answer = match probe {
@@ -442,7 +441,7 @@ impl Rlm {
 
             let mut runs: Vec<BlockRun> = Vec::new();
             for (i, block) in reply.blocks.iter().enumerate() {
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.is_cancelled() {
                     break;
                 }
                 on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: block.code.clone() });
@@ -588,7 +587,7 @@ impl Run {
         rlm: &Rlm,
         grammar: Option<&str>,
         sampling: Sampling,
-        cancel: &AtomicBool,
+        cancel: &CancelToken,
         on_event: &mut F,
     ) -> Result<Completion> {
         let mut request = ChatRequest::new(self.messages.clone());
@@ -607,7 +606,7 @@ impl Run {
         &mut self,
         rlm: &Rlm,
         request: &ChatRequest,
-        cancel: &AtomicBool,
+        cancel: &CancelToken,
         on_event: &mut F,
     ) -> Result<Completion> {
         self.ask_root_guarded(rlm, request, false, cancel, on_event).await
@@ -620,7 +619,7 @@ impl Run {
         rlm: &Rlm,
         request: &ChatRequest,
         guarded: bool,
-        cancel: &AtomicBool,
+        cancel: &CancelToken,
         on_event: &mut F,
     ) -> Result<Completion> {
         let mut sink = Stream { on_event, cancel, guard: guarded.then(RepetitionGuard::default) };
@@ -629,7 +628,7 @@ impl Run {
         match result {
             Ok(mut c) => {
                 self.root_usage += c.usage;
-                if looped && c.finish_reason == FinishReason::Cancelled && !cancel.load(Ordering::Relaxed) {
+                if looped && c.finish_reason == FinishReason::Cancelled && !cancel.is_cancelled() {
                     on_event(&Event::Notice {
                         message: "the root model repeated itself; its turn was cut there".into(),
                     });
@@ -672,7 +671,7 @@ impl Run {
     async fn answer_probe<F: FnMut(&Event) + Send>(
         &mut self,
         rlm: &Rlm,
-        cancel: &AtomicBool,
+        cancel: &CancelToken,
         on_event: &mut F,
     ) -> Result<Option<FinalAnswer>> {
         self.messages.push(ChatMessage::user(
@@ -704,7 +703,7 @@ impl Run {
         rlm: &Rlm,
         code: &str,
         failed: &ReplResult,
-        cancel: &AtomicBool,
+        cancel: &CancelToken,
         on_event: &mut F,
     ) -> Result<Option<String>> {
         let error = failed.error.as_deref().unwrap_or_default();
@@ -745,7 +744,7 @@ impl Run {
         rlm: &Rlm,
         stop: StopReason,
         question: &str,
-        cancel: &AtomicBool,
+        cancel: &CancelToken,
         on_event: &mut F,
     ) -> Result<Option<(String, AnswerSource)>> {
         self.messages.push(ChatMessage::user(format!(
@@ -771,7 +770,7 @@ impl Run {
 /// modes use it too).
 pub(crate) struct Stream<'a, F> {
     pub(crate) on_event: &'a mut F,
-    pub(crate) cancel: &'a AtomicBool,
+    pub(crate) cancel: &'a CancelToken,
     /// Cuts a reply that has fallen into a loop (root turns only).
     pub(crate) guard: Option<RepetitionGuard>,
 }
@@ -780,11 +779,11 @@ impl<F: FnMut(&Event) + Send> DeltaSink for Stream<'_, F> {
     fn delta(&mut self, text: &str) -> bool {
         (self.on_event)(&Event::ModelDelta { text: text.into() });
         let looping = self.guard.as_mut().is_some_and(|g| !g.push(text));
-        !looping && !self.cancel.load(Ordering::Relaxed)
+        !looping && !self.cancel.is_cancelled()
     }
 
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.is_cancelled()
     }
 }
 

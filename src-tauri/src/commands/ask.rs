@@ -5,13 +5,12 @@
 //! runaway Python block never takes the window down.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde::Deserialize;
 
 use quarry_index::Folder;
-use quarry_rlm::{AnalystConfig, Answer, Event, Mode, ModelChoice, Models};
+use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, ModelChoice, Models};
 
 use super::CommandError;
 
@@ -32,7 +31,7 @@ pub struct AskRequest {
 #[derive(Default)]
 pub struct AskState {
     models: tokio::sync::Mutex<Option<Started>>,
-    running: Mutex<Option<Arc<AtomicBool>>>,
+    running: Mutex<Option<CancelToken>>,
 }
 
 struct Started {
@@ -46,7 +45,7 @@ impl AskState {
     pub fn cancel(&self) -> bool {
         match &*self.running.lock().expect("running lock") {
             Some(flag) => {
-                flag.store(true, Ordering::SeqCst);
+                flag.cancel();
                 true
             }
             None => false,
@@ -96,10 +95,9 @@ pub async fn ask_with(
     }
     let folder = tokio::task::spawn_blocking(move || Folder::load(&folder_path))
         .await
-        .map_err(|e| CommandError::new(format!("reading the folder failed: {e}")))?
-        .map_err(|e| CommandError::new(e.to_string()))?;
+        .map_err(|e| CommandError::new(format!("reading the folder failed: {e}")))??;
 
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = CancelToken::default();
     {
         let mut running = state.running.lock().expect("running lock");
         if running.is_some() {
@@ -118,7 +116,7 @@ async fn answer(
     engine: &Path,
     folder: Folder,
     question: &str,
-    cancel: Arc<AtomicBool>,
+    cancel: CancelToken,
     on_event: &mut (impl FnMut(&Event) + Send),
 ) -> Result<Answer, CommandError> {
     let mut slot = state.models.lock().await;
@@ -134,17 +132,12 @@ async fn answer(
             engine: Some(engine.to_path_buf()),
             ..ModelChoice::default()
         };
-        let models = Models::start(&choice, |note| on_event(&Event::Notice { message: note.to_string() }))
-            .await
-            .map_err(|e| CommandError::new(e.to_string()))?;
+        let models = Models::start(&choice, |note| on_event(&Event::Notice { message: note.to_string() })).await?;
         *slot = Some(Started { root: request.root_model.clone(), sub: request.sub_model.clone(), models });
     }
     let started = slot.as_ref().expect("started above");
     let analyst = started.models.analyst(AnalystConfig::default());
-    analyst
-        .answer(&folder, question, request.mode, cancel, |e| on_event(e))
-        .await
-        .map_err(|e| CommandError::new(e.to_string()))
+    Ok(analyst.answer(&folder, question, request.mode, cancel, |e| on_event(e)).await?)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
 
-use quarry_llm::{ModelStore, Status};
+use quarry_models::{ModelStore, Status};
 use quarry_rlm::{Answer, Event};
 
 pub mod ask;
@@ -27,11 +27,18 @@ impl CommandError {
     }
 }
 
-impl From<quarry_llm::Error> for CommandError {
-    fn from(e: quarry_llm::Error) -> Self {
-        CommandError { message: e.to_string() }
-    }
+/// Every library error is already one sentence with its fix, so the window shows it as it is.
+macro_rules! one_sentence {
+    ($($error:ty),*) => {$(
+        impl From<$error> for CommandError {
+            fn from(e: $error) -> Self {
+                CommandError { message: e.to_string() }
+            }
+        }
+    )*};
 }
+
+one_sentence!(quarry_models::Error, quarry_llm::Error, quarry_index::Error, quarry_rlm::Error);
 
 #[derive(Debug, Serialize)]
 pub struct ModelInfo {

@@ -1,0 +1,10 @@
+//! The `quarry` binary's integration tests, one binary: the commands end to end, `quarry serve`
+//! as a real process, the loop against the real 0.5B model served by it, and a build without
+//! AMX kernels.
+
+mod cli;
+mod common;
+mod no_amx;
+mod repl;
+mod rlm_real_model;
+mod serve;

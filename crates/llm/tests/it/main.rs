@@ -1,0 +1,3 @@
+//! `quarry-llm`'s integration tests, one binary.
+
+mod client;

@@ -1,0 +1,3 @@
+//! `quarry-models`' integration tests, one binary.
+
+mod fetch;

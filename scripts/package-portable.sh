@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Lays out a portable `quarry` (built by `make portable`) as it installs: bin/quarry, and
+# lib/quarry/ with llama.cpp's shared libraries and ggml's CPU kernel variants. The AMX variant
+# (sapphirerapids) is left out: llama.cpp's AMX kernels crash (ggml-org/llama.cpp#20824), and
+# the engine refuses to load it anyway (crates/engine/src/system.rs).
+#
+#   scripts/package-portable.sh target/portable/release dist/quarry-portable
+set -euo pipefail
+release="${1:?the cargo release folder of a portable build}"
+out="${2:?the folder to lay the build out in}"
+
+[ -x "$release/quarry" ] || { echo "error: $release/quarry is missing; run \`make portable\`" >&2; exit 1; }
+backends=$(ls -td "$release"/build/llama-cpp-sys-2-*/out/backends 2>/dev/null | head -n 1 || true)
+[ -n "$backends" ] && ls "$backends"/libggml-cpu-*.so >/dev/null 2>&1 || {
+  echo "error: no CPU kernel variants under $release/build/llama-cpp-sys-2-*/out/backends; was it built with --features portable?" >&2
+  exit 1
+}
+
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/lib/quarry"
+cp "$release/quarry" "$out/bin/quarry"
+for lib in "$release"/libllama.so "$release"/libggml*.so "$release"/libmtmd.so; do
+  [ -e "$lib" ] && cp -L "$lib" "$out/lib/quarry/"
+done
+for variant in "$backends"/*.so; do
+  case "$(basename "$variant")" in
+    libggml-cpu-sapphirerapids.so) echo "left out: $(basename "$variant") (AMX)";;
+    *) cp -L "$variant" "$out/lib/quarry/";;
+  esac
+done
+echo "portable quarry in $out: $(ls "$out/lib/quarry" | wc -l) libraries ($(du -sh "$out" | cut -f1))"
