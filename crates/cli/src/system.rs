@@ -24,13 +24,21 @@ pub fn run(args: SystemArgs) -> Result<ExitCode> {
     println!("{}", info.line());
     println!("cpu: {} ({} physical cores, {} logical)", info.cpu.model, info.cpu.physical_cores, info.cpu.logical_cpus);
     println!("cpu features: {}", info.cpu.features.join(" "));
-    println!("llama.cpp build: {} (extra C++ flags: {})", info.build, if info.build_flags.is_empty() { "none" } else { info.build_flags });
+    println!(
+        "llama.cpp build: {} (extra C++ flags: {})",
+        info.build,
+        if info.build_flags.is_empty() { "none" } else { info.build_flags }
+    );
     if let Some(v) = &info.cpu_variant {
         println!("cpu kernels: {} ({}, score {})", v.name, v.path.display(), v.score);
     }
     for b in &info.backends {
-        let on: Vec<String> =
-            b.features.iter().filter(|(_, v)| v.as_str() != "0").map(|(k, v)| if v == "1" { k.clone() } else { format!("{k}={v}") }).collect();
+        let on: Vec<String> = b
+            .features
+            .iter()
+            .filter(|(_, v)| v.as_str() != "0")
+            .map(|(k, v)| if v == "1" { k.clone() } else { format!("{k}={v}") })
+            .collect();
         println!("backend {}: {} [{}]", b.name, on.join(" "), b.devices.join("; "));
     }
     println!("llama.cpp: {}", info.llama);

@@ -19,10 +19,10 @@ use futures_util::stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use quarry_llm::{Completion, Constraint, Sampling};
 use crate::engine::{Engine, GenerateRequest, GenerationEvent, Prompt};
-use quarry_llm::ChatMessage;
 use crate::Error;
+use quarry_llm::ChatMessage;
+use quarry_llm::{Completion, Constraint, Sampling};
 
 pub use quarry_llm::API_KEY_ENV;
 

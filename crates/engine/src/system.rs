@@ -63,8 +63,22 @@ pub struct Backend {
 /// The flags, as `/proc/cpuinfo` spells them, that decide which ggml kernels can run. AMX's are
 /// listed so a report shows a CPU on which llama.cpp would pick its crashing AMX kernels.
 const CPU_FLAGS: &[&str] = &[
-    "sse4_2", "avx", "f16c", "fma", "bmi2", "avx2", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx512vbmi", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16",
+    "sse4_2",
+    "avx",
+    "f16c",
+    "fma",
+    "bmi2",
+    "avx2",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512vbmi",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
 ];
 
 impl Cpu {
@@ -111,7 +125,8 @@ impl SystemInfo {
                 let reg = llama_cpp_sys_2::ggml_backend_reg_get(i);
                 let name = text(llama_cpp_sys_2::ggml_backend_reg_name(reg));
                 let mut features = BTreeMap::new();
-                let get = llama_cpp_sys_2::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_get_features".as_ptr());
+                let get =
+                    llama_cpp_sys_2::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_get_features".as_ptr());
                 if !get.is_null() {
                     let get: llama_cpp_sys_2::ggml_backend_get_features_t = std::mem::transmute(get);
                     if let Some(get) = get {
@@ -130,8 +145,10 @@ impl SystemInfo {
                         text(llama_cpp_sys_2::ggml_backend_dev_name(dev)),
                         text(llama_cpp_sys_2::ggml_backend_dev_description(dev))
                     ));
-                    let bufts =
-                        llama_cpp_sys_2::ggml_backend_reg_get_proc_address(reg, c"ggml_backend_dev_get_extra_bufts".as_ptr());
+                    let bufts = llama_cpp_sys_2::ggml_backend_reg_get_proc_address(
+                        reg,
+                        c"ggml_backend_dev_get_extra_bufts".as_ptr(),
+                    );
                     if !bufts.is_null() {
                         let bufts: llama_cpp_sys_2::ggml_backend_dev_get_extra_bufts_t = std::mem::transmute(bufts);
                         if let Some(bufts) = bufts {
@@ -170,7 +187,13 @@ impl SystemInfo {
     pub fn line(&self) -> String {
         let cpu_backend = self.backends.iter().find(|b| b.name == "CPU");
         let compiled: Vec<String> = cpu_backend
-            .map(|b| b.features.iter().filter(|(_, v)| v.as_str() != "0").map(|(k, v)| if v == "1" { k.clone() } else { format!("{k}={v}") }).collect())
+            .map(|b| {
+                b.features
+                    .iter()
+                    .filter(|(_, v)| v.as_str() != "0")
+                    .map(|(k, v)| if v == "1" { k.clone() } else { format!("{k}={v}") })
+                    .collect()
+            })
             .unwrap_or_default();
         format!(
             "cpu: {} ({} cores; {}); llama.cpp {} build{}: CPU kernels {}; repacked weights: {}",
@@ -318,7 +341,12 @@ mod tests {
 
     #[test]
     fn a_cpu_with_amx_tiles_is_recognised() {
-        let cpu = Cpu { model: "x".into(), physical_cores: 1, logical_cpus: 1, features: vec!["avx2".into(), "amx_tile".into()] };
+        let cpu = Cpu {
+            model: "x".into(),
+            physical_cores: 1,
+            logical_cpus: 1,
+            features: vec!["avx2".into(), "amx_tile".into()],
+        };
         assert!(cpu.has_amx());
     }
 }

@@ -298,4 +298,3 @@ fn completion_from(v: &Value, text: String, finish: FinishReason, ttft_ms: f64, 
         model: v["model"].as_str().unwrap_or(model).to_string(),
     }
 }
-

@@ -12,12 +12,12 @@ use quarry_llm::{ChatRequest, FinishReason, LanguageModel, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::StopReason;
-use crate::CancelToken;
 use crate::cite::{cite, cite_with_sources, Citation};
 use crate::direct::DirectPrompt;
 use crate::rag::{RagPrompt, PASSAGE_CHARS};
 use crate::rlm::{Rlm, RlmConfig, Stream};
 use crate::trajectory::{Event, Trajectory};
+use crate::CancelToken;
 use crate::Result;
 
 /// How a question is answered.
@@ -57,9 +57,10 @@ impl std::str::FromStr for Mode {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Mode, String> {
-        Mode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            format!("unknown mode '{s}'; the modes are {}", Mode::ALL.map(Mode::name).join(", "))
-        })
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mode '{s}'; the modes are {}", Mode::ALL.map(Mode::name).join(", ")))
     }
 }
 
@@ -146,8 +147,13 @@ impl Analyst {
         let mut direct = None;
         let mode = match mode {
             Mode::Auto => {
-                let p = DirectPrompt::build(&*self.tokens, folder, question, c.window, c.answer_tokens).await?;
-                let chosen = if p.is_truncated() { Mode::Rlm } else { Mode::Direct };
+                // A window too small for even the one-pass prompt's frame holds no folder.
+                let p = match DirectPrompt::build(&*self.tokens, folder, question, c.window, c.answer_tokens).await {
+                    Ok(p) => Some(p),
+                    Err(crate::Error::WindowTooSmall { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                let chosen = if p.as_ref().is_some_and(|p| !p.is_truncated()) { Mode::Direct } else { Mode::Rlm };
                 on_event(&Event::Notice {
                     message: if chosen == Mode::Direct {
                         format!("auto: the folder fits the {}-token window, so it is answered in one pass", c.window)
@@ -158,7 +164,7 @@ impl Analyst {
                         )
                     },
                 });
-                direct = Some(p);
+                direct = p;
                 chosen
             }
             m => m,
@@ -199,7 +205,8 @@ impl Analyst {
             }
             (p.messages, notices)
         } else {
-            let p = RagPrompt::build(&*self.tokens, folder, question, c.window, c.answer_tokens, c.passage_chars).await?;
+            let p =
+                RagPrompt::build(&*self.tokens, folder, question, c.window, c.answer_tokens, c.passage_chars).await?;
             let notices =
                 vec![format!("the model sees the {} best of {} matching passages", p.passages.len(), p.matched)];
             (p.messages, notices)

@@ -41,18 +41,18 @@ pub mod host;
 pub mod models;
 pub mod parse;
 pub mod rag;
-pub mod rlm;
 pub mod repl_thread;
+pub mod rlm;
 pub mod trajectory;
 
 pub use analyst::{Analyst, AnalystConfig, Answer, Mode};
-/// Stops a run at its next step; the same token cancels a model download.
-pub use quarry_models::CancelToken;
 pub use budget::{Budget, StopReason};
 pub use cite::{cite, cite_with_sources, Check, Citation};
 pub use context::FolderSummary;
 pub use models::{ModelChoice, Models};
 pub use parse::{parse_reply, CodeBlock, FinalAnswer, Reply};
+/// Stops a run at its next step; the same token cancels a model download.
+pub use quarry_models::CancelToken;
 pub use rlm::{Rlm, RlmConfig, RunResult};
 pub use trajectory::{AnswerSource, BlockRun, Event, Iteration, Trajectory};
 

@@ -185,13 +185,7 @@ impl Rlm {
     ///
     /// Must be called inside a tokio runtime: the REPL lives on its own thread and sub-calls
     /// block on the runtime from the REPL's host-call threads.
-    pub async fn run<F>(
-        &self,
-        folder: &Folder,
-        question: &str,
-        cancel: CancelToken,
-        on_event: F,
-    ) -> Result<RunResult>
+    pub async fn run<F>(&self, folder: &Folder, question: &str, cancel: CancelToken, on_event: F) -> Result<RunResult>
     where
         F: FnMut(&Event) + Send,
     {
@@ -211,13 +205,7 @@ impl Rlm {
 
     /// Answers `question` about one text, bound to `context` as a `str` (a pasted text, or the
     /// piece of context a parent run hands to `rlm_query`).
-    pub async fn run_text<F>(
-        &self,
-        text: String,
-        question: &str,
-        cancel: CancelToken,
-        on_event: F,
-    ) -> Result<RunResult>
+    pub async fn run_text<F>(&self, text: String, question: &str, cancel: CancelToken, on_event: F) -> Result<RunResult>
     where
         F: FnMut(&Event) + Send,
     {
@@ -234,13 +222,7 @@ impl Rlm {
         self.run_on(input, question, cancel, on_event).await
     }
 
-    async fn run_on<F>(
-        &self,
-        input: Input,
-        question: &str,
-        cancel: CancelToken,
-        mut on_event: F,
-    ) -> Result<RunResult>
+    async fn run_on<F>(&self, input: Input, question: &str, cancel: CancelToken, mut on_event: F) -> Result<RunResult>
     where
         F: FnMut(&Event) + Send,
     {

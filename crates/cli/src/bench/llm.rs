@@ -69,11 +69,7 @@ pub async fn run(args: BenchLlmArgs) -> Result<ExitCode> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    let settings = args
-        .thread_settings
-        .iter()
-        .map(|s| parse_setting(s))
-        .collect::<Result<Vec<_>>>()?;
+    let settings = args.thread_settings.iter().map(|s| parse_setting(s)).collect::<Result<Vec<_>>>()?;
     let store = ModelStore::from_env();
     let path = store.resolve(&args.model)?;
     let threads = Threads::from_flags(args.threads, args.batch_threads);
@@ -247,7 +243,11 @@ async fn compare_engines(
     other: &PathBuf,
     say: &impl Fn(&str),
 ) -> Result<Value> {
-    say(&format!("compare: this engine and {} side by side ({threads}), {} alternating reps …", other.display(), args.reps));
+    say(&format!(
+        "compare: this engine and {} side by side ({threads}), {} alternating reps …",
+        other.display(),
+        args.reps
+    ));
     let (this_server, this) = start(path, threads, None).await?;
     let (other_server, that) = start(path, threads, Some(other)).await?;
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
@@ -393,8 +393,18 @@ fn print_report(report: &Value) {
             c["other_engine"]["cpu_variant"]["name"].as_str().map(|v| format!(", {v}")).unwrap_or_default(),
             threads(&c["threads"])
         );
-        println!("  pp512 {:.1} against {:.1} t/s ({:.3}×; target ≥ 0.95×)", f(&c["this"]["pp512"]), f(&c["other_engine"]["pp512"]), f(&c["other_over_this"]["pp512"]));
-        println!("  tg128 {:.1} against {:.1} t/s ({:.3}×; target ≥ 0.95×)", f(&c["this"]["tg128"]), f(&c["other_engine"]["tg128"]), f(&c["other_over_this"]["tg128"]));
+        println!(
+            "  pp512 {:.1} against {:.1} t/s ({:.3}×; target ≥ 0.95×)",
+            f(&c["this"]["pp512"]),
+            f(&c["other_engine"]["pp512"]),
+            f(&c["other_over_this"]["pp512"])
+        );
+        println!(
+            "  tg128 {:.1} against {:.1} t/s ({:.3}×; target ≥ 0.95×)",
+            f(&c["this"]["tg128"]),
+            f(&c["other_engine"]["tg128"]),
+            f(&c["other_over_this"]["tg128"])
+        );
     }
     if let Some(rows) = report.get("thread_settings").and_then(Value::as_array) {
         println!(

@@ -132,6 +132,8 @@ fn ask_warns_visibly_when_the_folder_does_not_fit() {
     let out = quarry(
         &[
             "ask",
+            "--mode",
+            "direct",
             "--folder",
             folder.path().to_str().unwrap(),
             "--model",

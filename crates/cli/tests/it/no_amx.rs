@@ -14,8 +14,19 @@ const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
 
 /// The AMX instructions (tile configuration, loads, stores and the dot products).
 const AMX_MNEMONICS: &[&str] = &[
-    "ldtilecfg", "sttilecfg", "tileloadd", "tileloaddt1", "tilestored", "tilezero", "tilerelease", "tdpbssd",
-    "tdpbsud", "tdpbusd", "tdpbuud", "tdpbf16ps", "tdpfp16ps",
+    "ldtilecfg",
+    "sttilecfg",
+    "tileloadd",
+    "tileloaddt1",
+    "tilestored",
+    "tilezero",
+    "tilerelease",
+    "tdpbssd",
+    "tdpbsud",
+    "tdpbusd",
+    "tdpbuud",
+    "tdpbf16ps",
+    "tdpfp16ps",
 ];
 
 /// AMX instructions in `file`, counted from `objdump -d` as it streams.
@@ -107,7 +118,8 @@ fn the_engine_reports_no_amx_buffer_with_a_model_loaded() {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?} (`make test` fetches the model)"));
+    let ready: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?} (`make test` fetches the model)"));
     let port = ready["port"].as_u64().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let health: Value = rt.block_on(async {
@@ -116,7 +128,8 @@ fn the_engine_reports_no_amx_buffer_with_a_model_loaded() {
     let _ = child.kill();
     let _ = child.wait();
     let system = &health["system"];
-    let buffers: Vec<&str> = system["extra_buffer_types"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let buffers: Vec<&str> =
+        system["extra_buffer_types"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(buffers.iter().all(|b| !b.to_ascii_uppercase().contains("AMX")), "{buffers:?}");
     let cpu = system["backends"].as_array().unwrap().iter().find(|b| b["name"] == "CPU").expect("a CPU backend");
     let amx: Vec<&String> = cpu["features"].as_object().unwrap().keys().filter(|k| k.starts_with("AMX")).collect();

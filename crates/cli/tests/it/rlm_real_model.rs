@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use quarry_llm::{LocalServer, OpenAiClient, ServerOptions};
 use quarry_repl::{SandboxConfig, WorkerCommand};
-use quarry_rlm::{CancelToken, Budget, Event, Rlm, RlmConfig, StopReason};
+use quarry_rlm::{Budget, CancelToken, Event, Rlm, RlmConfig, StopReason};
 
 const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
 
@@ -155,7 +155,8 @@ async fn serve_small() -> Arc<OpenAiClient> {
     options.program = env!("CARGO_BIN_EXE_quarry").into();
     options.slots = 2;
     options.ctx_per_slot = 8192;
-    let server = LocalServer::start(options).await.unwrap_or_else(|e| panic!("{e} (`make test` fetches the model first)"));
+    let server =
+        LocalServer::start(options).await.unwrap_or_else(|e| panic!("{e} (`make test` fetches the model first)"));
     let client = server.client(SMALL).await.unwrap();
     std::mem::forget(server);
     Arc::new(client)

@@ -20,9 +20,9 @@ use std::sync::mpsc as std_mpsc;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use quarry_llm::{Completion, Constraint, Sampling};
-use quarry_llm::ChatMessage;
 use crate::{Error, Result, Threads};
+use quarry_llm::ChatMessage;
+use quarry_llm::{Completion, Constraint, Sampling};
 
 /// A model to load: the id requests name it by, and its file.
 #[derive(Debug, Clone)]
@@ -153,9 +153,7 @@ impl Engine {
             .name("quarry-engine".into())
             .spawn(move || runner::run(config, rx, ready_tx))
             .map_err(|e| Error::Generation(format!("could not start the engine thread: {e}")))?;
-        let models = ready_rx
-            .recv()
-            .map_err(|_| Error::Stopped)??;
+        let models = ready_rx.recv().map_err(|_| Error::Stopped)??;
         // The backends are all registered once the models are loaded.
         let system = std::sync::Arc::new(crate::system::SystemInfo::collect());
         Ok(Engine { tx, models: std::sync::Arc::new(models), threads, system })

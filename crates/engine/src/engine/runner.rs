@@ -15,10 +15,10 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
 use super::{Command, EngineConfig, GenerateRequest, GenerationEvent, LoadedModel, Prompt};
-use quarry_llm::{Completion, FinishReason, Timings, Usage};
 use crate::template::ChatTemplate;
 use crate::text::Utf8Stream;
 use crate::{Error, Result};
+use quarry_llm::{Completion, FinishReason, Timings, Usage};
 
 pub(super) fn run(
     config: EngineConfig,
@@ -268,7 +268,8 @@ impl<'m> Runner<'m> {
                 let _ = events.send(GenerationEvent::Error(Error::InvalidRequest("the prompt is empty".into())));
             }
             Ok(tokens) if tokens.len() >= self.n_ctx_slot => {
-                let _ = events.send(GenerationEvent::Error(Error::PromptTooLong { prompt: tokens.len(), ctx: self.n_ctx_slot }));
+                let _ = events
+                    .send(GenerationEvent::Error(Error::PromptTooLong { prompt: tokens.len(), ctx: self.n_ctx_slot }));
             }
             Ok(tokens) => match sampler(self.model, &request) {
                 Ok(sampler) => {

@@ -21,8 +21,7 @@ fn greedy(messages: Vec<ChatMessage>, max_tokens: usize) -> ChatRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renders_the_gguf_chat_template_like_transformers() {
     let tokens = ServedTokenizer::new(client().await);
-    let prompt =
-        tokens.render_chat(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]).await.unwrap();
+    let prompt = tokens.render_chat(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]).await.unwrap();
     assert_eq!(
         prompt,
         "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quarry_index::Folder;
 use quarry_llm::{ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Timings, Usage};
 use quarry_repl::{SandboxConfig, WorkerCommand};
-use quarry_rlm::{CancelToken, AnswerSource, Budget, Event, Rlm, RlmConfig, RunResult, StopReason};
+use quarry_rlm::{AnswerSource, Budget, CancelToken, Event, Rlm, RlmConfig, RunResult, StopReason};
 
 /// Replies with its script in order; records every request.
 struct Scripted {
@@ -676,10 +676,7 @@ async fn a_bare_file_citation_is_narrowed_to_what_the_run_found_there() {
         Arc::new(CharTokens),
         AnalystConfig { rlm: config(Budget::default()), ..AnalystConfig::default() },
     );
-    let a = analyst
-        .answer(&folder, "What is the needle?", Mode::Rlm, CancelToken::default(), |_| {})
-        .await
-        .unwrap();
+    let a = analyst.answer(&folder, "What is the needle?", Mode::Rlm, CancelToken::default(), |_| {}).await.unwrap();
     assert!(
         root.last_user(1).contains("a.txt 1 3\n2"),
         "search gives the passage, grep the line: {}",
@@ -940,4 +937,44 @@ async fn code_that_failed_is_not_run_again_and_the_next_turn_is_sampled() {
         .events
         .iter()
         .any(|e| matches!(e, Event::Notice { message } if message.contains("repeated code that failed"))));
+}
+
+/// `auto` answers in one pass when the whole folder fits the window, and hands a folder larger
+/// than the window to the loop, saying which it chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_answers_in_one_pass_when_the_folder_fits_and_runs_the_loop_when_not() {
+    use quarry_rlm::{Analyst, AnalystConfig, Mode};
+    let (_dir, folder) = folder();
+    let fits = Scripted::new(&["The needle is 42 (a.txt:2)."]);
+    let analyst = Analyst::new(fits.clone(), Sub::new(), Arc::new(CharTokens), AnalystConfig::default());
+    let mut notices = Vec::new();
+    let a = analyst
+        .answer(&folder, "What is the needle?", Mode::Auto, CancelToken::default(), |e| {
+            if let Event::Notice { message } = e {
+                notices.push(message.clone())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.mode, Mode::Direct);
+    assert!(fits.requests()[0].messages[1].content.contains("<document path=\"a.txt\">"));
+    assert!(notices.iter().any(|n| n.contains("answered in one pass")), "{notices:?}");
+
+    // A window smaller than the folder: the loop reads it.
+    let small = Scripted::new(&["```repl\nprint(grep('needle')[0]['text'])\n```", "FINAL(42)"]);
+    let config =
+        AnalystConfig { window: 60, answer_tokens: 8, rlm: config(Budget::default()), ..AnalystConfig::default() };
+    let analyst = Analyst::new(small.clone(), Sub::new(), Arc::new(CharTokens), config);
+    let mut notices = Vec::new();
+    let a = analyst
+        .answer(&folder, "What is the needle?", Mode::Auto, CancelToken::default(), |e| {
+            if let Event::Notice { message } = e {
+                notices.push(message.clone())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.mode, Mode::Rlm);
+    assert_eq!(a.answer.as_deref(), Some("42"));
+    assert!(notices.iter().any(|n| n.contains("the RLM loop reads it")), "{notices:?}");
 }
