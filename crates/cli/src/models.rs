@@ -92,7 +92,7 @@ fn list(store: &ModelStore, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<38} {:>6} {:<7} {:>10} {:<5} {}", "ID", "PARAMS", "QUANT", "SIZE", "ROLE", "STATUS");
+    println!("{:<38} {:>6} {:<7} {:>10} {:<5} STATUS", "ID", "PARAMS", "QUANT", "SIZE", "ROLE");
     for m in catalog.models() {
         let status = match store.status(m) {
             Status::Installed { .. } => "installed",

@@ -174,6 +174,8 @@ struct Knobs {
 }
 
 impl Knobs {
+    // A `Response` is the error: it goes back to the client as it is, once per request.
+    #[allow(clippy::result_large_err)]
     fn request(self, prompt: Prompt) -> Result<(GenerateRequest, bool), Response> {
         let d = Sampling { temperature: 0.8, ..Sampling::default() };
         let json_schema = match (self.json_schema, &self.response_format) {

@@ -208,6 +208,18 @@ impl LanguageModel for SupervisedModel {
     }
 }
 
+/// Resolves once the server is told to stop (or its handle is gone).
+async fn stopped(stop: &mut watch::Receiver<State>) {
+    loop {
+        if matches!(*stop.borrow_and_update(), State::Stopped) {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 fn last_words(inner: &Inner) -> String {
     let tail = inner.stderr_tail.lock().unwrap();
     tail.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default()
@@ -322,7 +334,7 @@ async fn supervise(inner: Arc<Inner>, mut child: Child) {
         let up_since = Instant::now();
         let status = tokio::select! {
             s = child.wait() => s,
-            _ = async { loop { if matches!(*stop.borrow_and_update(), State::Stopped) { break; } if stop.changed().await.is_err() { break; } } } => {
+            _ = stopped(&mut stop) => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 inner.state.send_replace(State::Stopped);

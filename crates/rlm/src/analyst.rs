@@ -188,6 +188,9 @@ impl Analyst {
             });
         }
 
+        // What the model did not see, said in the answer itself (a warning line on stderr is
+        // easy to miss, and a window answer copied elsewhere carries none).
+        let mut partial = None;
         let (messages, notices) = if mode == Mode::Direct {
             let p = match direct {
                 Some(p) => p,
@@ -195,6 +198,11 @@ impl Analyst {
             };
             let mut notices = Vec::new();
             if p.is_truncated() {
+                partial = Some(format!(
+                    "(This answer saw {} of the folder's {} files: the rest did not fit the model's window. `--mode rlm` reads every file.)",
+                    p.whole.len() + usize::from(p.cut.is_some()),
+                    folder.documents().len()
+                ));
                 notices.push(format!(
                     "the folder does not fit in a {}-token window: the model sees {} of {} files{}",
                     c.window,
@@ -217,6 +225,7 @@ impl Analyst {
         let request = ChatRequest { max_tokens: Some(c.answer_tokens), ..ChatRequest::new(messages) };
         let mut sink = Stream { on_event: &mut on_event, cancel: &cancel, guard: None };
         let completion = self.root.chat_stream(&request, &mut sink).await?;
+        drop(sink);
         let stop_reason = match completion.finish_reason {
             FinishReason::Stop => StopReason::Final,
             FinishReason::Length => StopReason::MaxTokens,
@@ -224,6 +233,14 @@ impl Analyst {
         };
         let answer = (stop_reason != StopReason::Cancelled).then(|| completion.text.trim().to_string());
         let citations = answer.as_deref().map(|a| cite(a, folder)).unwrap_or_default();
+        let answer = answer.map(|a| match &partial {
+            Some(note) => {
+                // Streamed too, so a reader of the stream sees it where the answer ends.
+                on_event(&Event::ModelDelta { text: format!("\n\n{note}") });
+                format!("{a}\n\n{note}")
+            }
+            None => a,
+        });
         Ok(Answer {
             mode,
             answer,

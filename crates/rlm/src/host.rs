@@ -244,7 +244,7 @@ impl RunHost {
             // Dropping the request at the deadline cancels it; the engine frees its slot.
             Some(d) => tokio::time::timeout_at(d.into(), self.sub.chat(&request))
                 .await
-                .unwrap_or_else(|_| Err(quarry_llm::Error::TimeLimit)),
+                .unwrap_or(Err(quarry_llm::Error::TimeLimit)),
             None => self.sub.chat(&request).await,
         };
         let seconds = started.elapsed().as_secs_f64();

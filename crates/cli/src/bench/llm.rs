@@ -307,7 +307,18 @@ async fn thread_settings(
             f.one.push(served.streams(1, r).await?);
             f.four.push(served.streams(4, r).await?);
             f.burst.push(served.burst(args, r).await?);
-            say(&format!("  round {} of {}: {} done", r + 1, args.reps, settings[i]));
+            // Each round's figures as they come, so a run stopped early still tells something.
+            say(&format!(
+                "  round {} of {}, {}: pp512 {:.1}, tg128 {:.1}, 1 stream {:.1}, 4 streams {:.1} t/s, burst {:.1} s",
+                r + 1,
+                args.reps,
+                settings[i],
+                f.speed.last().map_or(0.0, |s| s.0),
+                f.speed.last().map_or(0.0, |s| s.1),
+                f.one.last().copied().unwrap_or(0.0),
+                f.four.last().copied().unwrap_or(0.0),
+                f.burst.last().copied().unwrap_or(0.0)
+            ));
         }
     }
     for (server, _) in servers {

@@ -153,6 +153,9 @@ fn ask_warns_visibly_when_the_folder_does_not_fit() {
     let v = result_line(&out.stdout);
     let notice = v["notices"][0].as_str().unwrap();
     assert!(notice.contains("the model sees 2 of 6 files") || notice.contains("of 6 files"), "{notice}");
+    // The answer itself says it saw part of the folder.
+    let answer = v["answer"].as_str().unwrap();
+    assert!(answer.contains("of the folder's 6 files"), "{answer}");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() <= 1024 - 8);
 }
 
