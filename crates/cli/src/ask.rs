@@ -248,6 +248,8 @@ fn render(event: &Event) {
                 eprintln!("  → {}", v.chars().take(160).collect::<String>());
             }
         }
+        // The mode `auto` chose is news, not a warning.
+        Event::Notice { message } if message.starts_with("auto: ") => eprintln!("{message}"),
         Event::Notice { message } => eprintln!("warning: {message}"),
         Event::Error { message } => eprintln!("  ! {message}"),
         _ => {}
