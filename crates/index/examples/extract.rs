@@ -70,14 +70,25 @@ fn main() -> anyhow::Result<()> {
             Ok(ex) if json => println!("{}", serde_json::json!({"path": f, "result": ex})),
             Ok(ex) => {
                 for p in &ex.pages {
-                    println!("==== {} p. {} ({} lines){}", f.display(), p.label, p.line_count, p.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default());
+                    println!(
+                        "==== {} p. {} ({} lines){}",
+                        f.display(),
+                        p.label,
+                        p.line_count,
+                        p.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default()
+                    );
                     print!("{}", p.text);
                 }
                 for w in &ex.warnings {
                     eprintln!("warning: {}: {w}", f.display());
                 }
             }
-            Err(e) if summary => println!("{}\tREASON\t{}\t{:.2}s", f.display(), e.to_string().trim_start_matches(&format!("{}: ", f.display())), secs),
+            Err(e) if summary => println!(
+                "{}\tREASON\t{}\t{:.2}s",
+                f.display(),
+                e.to_string().trim_start_matches(&format!("{}: ", f.display())),
+                secs
+            ),
             Err(e) => eprintln!("{e}"),
         }
     }

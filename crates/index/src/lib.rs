@@ -62,8 +62,7 @@ pub enum Error {
 pub const MAX_FILE_BYTES: u64 = 32 << 20;
 
 /// The reason a non-text file gets when no extraction worker is configured.
-pub const NEEDS_WORKER: &str =
-    "needs the extraction worker (quarry worker extract), which this program was not given";
+pub const NEEDS_WORKER: &str = "needs the extraction worker (quarry worker extract), which this program was not given";
 
 static DEFAULT_WORKER: OnceLock<WorkerCommand> = OnceLock::new();
 
@@ -119,7 +118,14 @@ impl Layout {
         Layout {
             format: Kind::Text,
             extractor: "text".into(),
-            pages: vec![PageSpan { number: 1, label: "1".into(), first_line: 1, line_count: lines, ocr: false, note: None }],
+            pages: vec![PageSpan {
+                number: 1,
+                label: "1".into(),
+                first_line: 1,
+                line_count: lines,
+                ocr: false,
+                note: None,
+            }],
             warnings: Vec::new(),
         }
     }
@@ -191,7 +197,9 @@ impl Layout {
                     format!("{path} p. {}, lines {la}\u{2013}{lb}", a.label)
                 }
             }
-            (Some((a, la)), Some((b, lb))) => format!("{path} p. {}, line {la} \u{2013} p. {}, line {lb}", a.label, b.label),
+            (Some((a, la)), Some((b, lb))) => {
+                format!("{path} p. {}, line {la} \u{2013} p. {}, line {lb}", a.label, b.label)
+            }
             _ => format!("{path}:{first}-{last}"),
         }
     }
@@ -450,7 +458,8 @@ impl Folder {
             e.1 += l.pages.len();
             ocr_pages += l.pages.iter().filter(|p| p.ocr).count();
         }
-        let mut formats: Vec<(String, usize, usize)> = by.into_iter().map(|(k, (f, p))| (k.to_string(), f, p)).collect();
+        let mut formats: Vec<(String, usize, usize)> =
+            by.into_iter().map(|(k, (f, p))| (k.to_string(), f, p)).collect();
         formats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         Summary { formats, ocr_pages, skipped: self.skipped.len() }
     }
@@ -458,17 +467,25 @@ impl Folder {
 
 /// Why a document that opened has no text: its pages' notes, or "an empty document".
 fn no_text_reason(ex: &Extracted) -> String {
-    let notes: Vec<&str> = ex.pages.iter().filter_map(|p| p.note.as_deref()).collect();
-    if let Some(first) = notes.first() {
-        let n = ex.pages.len();
-        if notes.iter().all(|x| x == first) {
-            return if n == 1 { first.to_string() } else { format!("{first}, on all {n} pages") };
+    let n = ex.pages.len();
+    let mut notes: Vec<(&str, usize)> = Vec::new();
+    for note in ex.pages.iter().filter_map(|p| p.note.as_deref()) {
+        match notes.iter_mut().find(|(t, _)| *t == note) {
+            Some(e) => e.1 += 1,
+            None => notes.push((note, 1)),
         }
-        return format!("no text on any of its {n} pages ({first}, ...)");
     }
-    match ex.kind.unit() {
-        "text" => "no text (an empty document)".into(),
-        unit => format!("no text (an empty document: {} {unit}{} without text)", ex.pages.len(), if ex.pages.len() == 1 { "" } else { "s" }),
+    match notes.as_slice() {
+        [] if ex.kind.unit() == "text" => "no text (an empty document)".into(),
+        [] => {
+            format!("no text (an empty document: {n} {}{} without text)", ex.kind.unit(), if n == 1 { "" } else { "s" })
+        }
+        [(note, _)] if n == 1 => note.to_string(),
+        [(note, c)] if *c == n => format!("{note}, on all {n} pages"),
+        _ => format!(
+            "no text on any of its {n} pages: {}",
+            notes.iter().map(|(t, c)| format!("{c} \u{d7} {t}")).collect::<Vec<_>>().join("; ")
+        ),
     }
 }
 
@@ -526,21 +543,33 @@ fn walk(root: &Path) -> (Vec<Candidate>, Vec<Skipped>) {
         if ft.is_symlink() {
             match std::fs::metadata(entry.path()) {
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    skipped.push(Skipped { path: rel, reason: "a symbolic link loop (it leads back to itself)".into() });
+                    skipped
+                        .push(Skipped { path: rel, reason: "a symbolic link loop (it leads back to itself)".into() });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    skipped.push(Skipped { path: rel, reason: "a broken symbolic link (its target does not exist)".into() });
+                    skipped.push(Skipped {
+                        path: rel,
+                        reason: "a broken symbolic link (its target does not exist)".into(),
+                    });
                 }
-                Err(e) => skipped.push(Skipped { path: rel, reason: format!("a symbolic link that cannot be followed: {e}") }),
+                Err(e) => {
+                    skipped.push(Skipped { path: rel, reason: format!("a symbolic link that cannot be followed: {e}") })
+                }
                 Ok(m) if m.is_dir() => {
-                    skipped.push(Skipped { path: rel, reason: "a link to a folder (links to folders are not followed)".into() });
+                    skipped.push(Skipped {
+                        path: rel,
+                        reason: "a link to a folder (links to folders are not followed)".into(),
+                    });
                 }
                 Ok(_) => {
                     let inside = std::fs::canonicalize(entry.path()).is_ok_and(|t| t.starts_with(&canonical_root));
                     if inside {
                         files.push(candidate(entry.path(), rel));
                     } else {
-                        skipped.push(Skipped { path: rel, reason: "a link to a file outside the folder (not read)".into() });
+                        skipped.push(Skipped {
+                            path: rel,
+                            reason: "a link to a file outside the folder (not read)".into(),
+                        });
                     }
                 }
             }
@@ -556,10 +585,16 @@ fn walk(root: &Path) -> (Vec<Candidate>, Vec<Skipped>) {
 }
 
 fn candidate(abs: &Path, rel: String) -> Candidate {
-    let warning = abs.file_name().and_then(|n| n.to_str()).is_none().then(|| {
-        format!("its file name is not valid UTF-8; it is shown as {rel:?}")
-    });
-    let abs = if abs.is_absolute() { abs.to_path_buf() } else { std::env::current_dir().map(|d| d.join(abs)).unwrap_or_else(|_| abs.to_path_buf()) };
+    let warning = abs
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none()
+        .then(|| format!("its file name is not valid UTF-8; it is shown as {rel:?}"));
+    let abs = if abs.is_absolute() {
+        abs.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(abs)).unwrap_or_else(|_| abs.to_path_buf())
+    };
     Candidate { abs, rel, warning }
 }
 

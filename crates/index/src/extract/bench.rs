@@ -99,7 +99,11 @@ pub fn peak_rss(children: bool) -> u64 {
 }
 
 /// Runs the benchmark; `progress` is told each file as it starts.
-pub fn run(corpus: &Path, mut config: ExtractorConfig, progress: &mut dyn FnMut(usize, usize, &Path)) -> Result<BenchReport> {
+pub fn run(
+    corpus: &Path,
+    mut config: ExtractorConfig,
+    progress: &mut dyn FnMut(usize, usize, &Path),
+) -> Result<BenchReport> {
     let started = Instant::now();
     config.ocr = false;
     if config.readable.is_empty() {
@@ -119,7 +123,9 @@ pub fn run(corpus: &Path, mut config: ExtractorConfig, progress: &mut dyn FnMut(
         let rel = f.strip_prefix(corpus).unwrap_or(f).to_string_lossy().into_owned();
         match outcome {
             Ok(ex) => {
-                let e = per.entry(ex.kind).or_insert_with(|| FormatFigures { format: ex.kind.name().into(), ..Default::default() });
+                let e = per
+                    .entry(ex.kind)
+                    .or_insert_with(|| FormatFigures { format: ex.kind.name().into(), ..Default::default() });
                 e.files += 1;
                 e.pages += ex.pages.len() as u64;
                 e.bytes += bytes;
@@ -136,7 +142,15 @@ pub fn run(corpus: &Path, mut config: ExtractorConfig, progress: &mut dyn FnMut(
                 });
             }
             Err(Error::Unreadable { reason, .. }) => {
-                figures.push(FileFigure { path: rel, format: None, pages: 0, bytes, seconds, reason: Some(reason), pdftotext_seconds: None });
+                figures.push(FileFigure {
+                    path: rel,
+                    format: None,
+                    pages: 0,
+                    bytes,
+                    seconds,
+                    reason: Some(reason),
+                    pdftotext_seconds: None,
+                });
             }
             Err(e) => return Err(e),
         }
@@ -226,7 +240,17 @@ impl BenchReport {
     pub fn table(&self) -> String {
         let mut s = format!(
             "corpus {} ({} CPUs), PDF engine {}, {:.1} s in all\n\n{:<14} {:>6} {:>8} {:>10} {:>9} {:>10} {:>8}\n",
-            self.corpus, self.cpus, self.pdf_engine, self.seconds, "format", "files", "pages", "MB", "seconds", "pages/s", "MB/s"
+            self.corpus,
+            self.cpus,
+            self.pdf_engine,
+            self.seconds,
+            "format",
+            "files",
+            "pages",
+            "MB",
+            "seconds",
+            "pages/s",
+            "MB/s"
         );
         for f in &self.formats {
             s.push_str(&format!(

@@ -236,7 +236,11 @@ mod tests {
             kind(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "logo.png"),
             Detected::Unsupported("unsupported format: .png (image/png)".into())
         );
-        assert_eq!(kind(b"AC1032\0\0\0\0\x01\x02", "plan.dwg"), Detected::Unsupported("unsupported format: .dwg".into()));
+        assert_eq!(
+            kind(b"AC1032\0\0\0\0\x01\x02", "plan.dwg"),
+            Detected::Unsupported("unsupported format: .dwg (image/vnd.dwg)".into())
+        );
+        assert_eq!(kind(b"\x01\x02\0\0QXZ1", "model.xyz"), Detected::Unsupported("unsupported format: .xyz".into()));
         assert_eq!(kind(&[0u8; 64], "big.bin"), Detected::Unsupported("binary file".into()));
         assert_eq!(kind(&[0u8; 64], "noext"), Detected::Unsupported("binary file".into()));
     }

@@ -57,6 +57,8 @@ pub struct ExtractorConfig {
     pub ocr: bool,
     pub ocr_dpi: u32,
     pub ocr_page_timeout: Duration,
+    /// The Tesseract program ([`ocr::default_program`]).
+    pub tesseract: PathBuf,
     pub options: Options,
     pub limits: Limits,
     /// The PDFium library; `None` looks it up ([`pdfium::find`]).
@@ -77,6 +79,7 @@ impl Default for ExtractorConfig {
             ocr: true,
             ocr_dpi: 300,
             ocr_page_timeout: Duration::from_secs(120),
+            tesseract: ocr::default_program(),
             options: Options::default(),
             limits: Limits::default(),
             pdfium: None,
@@ -182,17 +185,22 @@ impl Worker {
 
 /// One sentence for how a worker ended, from its status and the end of its stderr.
 fn death(status: Option<std::process::ExitStatus>, stderr: &str) -> String {
-    if stderr.contains("memory allocation of") || stderr.contains("out of memory") || stderr.contains("Out of memory")
-    {
+    if stderr.contains("memory allocation of") || stderr.contains("out of memory") || stderr.contains("Out of memory") {
         return "the extractor ran out of memory on this file".into();
     }
     if stderr.contains("has overflowed its stack") {
         return "the extractor overflowed its stack on this file (nesting too deep)".into();
     }
+    let last = stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let last: String = last.chars().take(160).collect();
     match status {
         Some(s) if s.signal().is_some() => {
-            let sig = s.signal().unwrap_or(0);
-            format!("the extractor crashed on this file ({})", signal_name(sig))
+            let sig = signal_name(s.signal().unwrap_or(0));
+            if last.is_empty() {
+                format!("the extractor crashed on this file ({sig})")
+            } else {
+                format!("the extractor crashed on this file ({sig}: {last})")
+            }
         }
         Some(s) => match s.code() {
             Some(0) => "the extractor stopped unexpectedly on this file".into(),
@@ -301,9 +309,9 @@ impl Extractor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = command.spawn().map_err(|e| Error::Worker {
-            message: format!("{} could not be started: {e}", cmd.program.display()),
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| Error::Worker { message: format!("{} could not be started: {e}", cmd.program.display()) })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -472,7 +480,7 @@ impl Extractor {
         if wanted.is_empty() {
             return Ok(());
         }
-        let tesseract = if self.config.ocr { ocr::tesseract() } else { None };
+        let tesseract = if self.config.ocr { ocr::tesseract(&self.config.tesseract) } else { None };
         if tesseract.is_none() {
             let note = if self.config.ocr { ocr::NOT_INSTALLED } else { ocr::TURNED_OFF };
             for p in ex.pages.iter_mut().filter(|p| p.needs_ocr) {
@@ -484,9 +492,8 @@ impl Extractor {
             return Ok(());
         }
         let image = self.scratch.path().join("page.pgm");
-        let mut done = 0usize;
         let mut read = 0usize;
-        for number in &wanted {
+        for (done, number) in wanted.iter().enumerate() {
             on_event(Event::OcrPage { page: *number, done, of: wanted.len() });
             let id = self.next_id();
             let req = Request::Render {
@@ -497,7 +504,7 @@ impl Extractor {
                 out: WirePath::new(&image),
             };
             let outcome = match self.ask(&req, self.config.ocr_page_timeout, id) {
-                Ok(Reply::Rendered { .. }) => ocr::run(&image, self.config.ocr_page_timeout),
+                Ok(Reply::Rendered { .. }) => ocr::run(&self.config.tesseract, &image, self.config.ocr_page_timeout),
                 Ok(Reply::Unreadable { reason, .. }) => Err(reason),
                 Ok(other) => Err(format!("unexpected answer {other:?}")),
                 Err(Failure::Cancelled) => return Err(Error::Cancelled { path: path.into() }),
@@ -525,10 +532,9 @@ impl Extractor {
                     ex.warnings.push(format!("page {number}: OCR failed: {reason}"));
                 }
             }
-            done += 1;
         }
         if read > 0 {
-            ex.extractor = format!("{} + {}", ex.extractor, tesseract.unwrap_or("tesseract"));
+            ex.extractor = format!("{} + {}", ex.extractor, tesseract.as_deref().unwrap_or("tesseract"));
         }
         ex.finish(self.config.options.max_output_bytes);
         Ok(())
@@ -566,10 +572,7 @@ fn read_lines(mut reader: BufReader<std::process::ChildStdout>, tx: mpsc::Sender
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = match reader.by_ref().take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut buf) {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        let n = reader.by_ref().take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut buf).unwrap_or_default();
         if n == 0 {
             let _ = tx.send(Line::Closed);
             return;

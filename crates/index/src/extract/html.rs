@@ -50,7 +50,8 @@ fn declared_charset(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).to_ascii_lowercase();
     let at = head.find("charset=")?;
     let rest = head[at + 8..].trim_start_matches(['"', '\'', ' ']);
-    let label: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':')).collect();
+    let label: String =
+        rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':')).collect();
     encoding_rs::Encoding::for_label(label.as_bytes())
 }
 
@@ -163,7 +164,8 @@ mod tests {
 
     #[test]
     fn declared_charsets_are_honoured() {
-        let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode("<html><head><meta charset=\"windows-1251\"></head><body>Привет</body></html>");
+        let (bytes, _, _) = encoding_rs::WINDOWS_1251
+            .encode("<html><head><meta charset=\"windows-1251\"></head><body>Привет</body></html>");
         let (text, _) = html_text(&bytes);
         assert!(text.contains("Привет"), "{text}");
     }

@@ -111,7 +111,8 @@ fn message_pages(
         let name = att.attachment_name().map(str::to_string).unwrap_or_else(|| format!("attachment {}", i + 1));
         let att_label = if label.is_empty() { name.clone() } else { format!("{label}: {name}") };
         if depth + 1 > options.max_depth {
-            ex.warnings.push(format!("{att_label} was not read: attachments are read {} levels deep", options.max_depth));
+            ex.warnings
+                .push(format!("{att_label} was not read: attachments are read {} levels deep", options.max_depth));
             continue;
         }
         if let Some(inner) = att.message() {

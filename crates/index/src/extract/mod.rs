@@ -33,7 +33,6 @@ pub mod detect;
 pub mod host;
 mod html;
 mod mail;
-mod xml;
 pub mod ocr;
 mod odf;
 mod ooxml;
@@ -44,6 +43,7 @@ mod rtf;
 mod sheet;
 pub mod text;
 pub mod worker;
+mod xml;
 pub mod zipcheck;
 
 use std::io::Read;
@@ -292,6 +292,7 @@ pub fn clean_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 1);
     let mut blank_run = 0usize;
     let mut any = false;
+    let s = s.replace("\r\n", "\n");
     for raw in s.split(['\n', '\r', '\u{c}', '\u{2028}', '\u{2029}']) {
         let line: String = if raw.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{feff}') {
             raw.chars().filter(|&c| !(c.is_control() && c != '\t') && c != '\u{feff}').collect()
@@ -340,7 +341,7 @@ impl Default for Options {
             ocr: true,
             max_text_file_bytes: crate::MAX_FILE_BYTES,
             max_document_bytes: 512 << 20,
-            max_output_bytes: 48 << 20,
+            max_output_bytes: 32 << 20,
             zip: zipcheck::ZipLimits::default(),
             max_cells: 5_000_000,
             max_depth: 3,
@@ -491,7 +492,11 @@ pub fn extract_kind(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown".into());
-            Err(Unreadable::new(format!("the {} reader failed on this file (panic: {})", kind.name(), first_line(&msg))))
+            Err(Unreadable::new(format!(
+                "the {} reader failed on this file (panic: {})",
+                kind.name(),
+                first_line(&msg)
+            )))
         }
     }
 }
@@ -530,7 +535,9 @@ pub fn io_reason(e: &std::io::Error) -> Unreadable {
     use std::io::ErrorKind;
     let reason = match e.kind() {
         ErrorKind::NotFound => "the file is gone (deleted or moved before it could be read)".to_string(),
-        ErrorKind::PermissionDenied => "permission denied: the file may not be read (check its permissions)".to_string(),
+        ErrorKind::PermissionDenied => {
+            "permission denied: the file may not be read (check its permissions)".to_string()
+        }
         _ if e.raw_os_error() == Some(libc::ELOOP) => "a symbolic link loop".to_string(),
         _ => format!("could not be read: {e}"),
     };

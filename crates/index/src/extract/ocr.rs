@@ -11,10 +11,11 @@
 //! the file exactly, bounded dimensions), so Tesseract only ever parses a trivial format, never
 //! the hostile document.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The largest image rendered for OCR, in pixels: an A4 page at 300 dpi is 8.7 M; a poster-sized
@@ -25,22 +26,29 @@ pub const MAX_PIXELS: u64 = 36_000_000;
 pub const NOT_INSTALLED: &str = "no text layer (install tesseract-ocr to read scanned pages)";
 pub const TURNED_OFF: &str = "no text layer (OCR is turned off)";
 
-/// The installed Tesseract's version ("tesseract 5.3.0"), looked up once; `None` when absent.
-pub fn tesseract() -> Option<&'static str> {
-    static VERSION: OnceLock<Option<String>> = OnceLock::new();
-    VERSION
-        .get_or_init(|| {
-            let out = Command::new(program()).arg("--version").stdin(Stdio::null()).output().ok()?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            let first = text.lines().find(|l| l.starts_with("tesseract"))?.trim().to_string();
-            Some(first)
-        })
-        .as_deref()
+/// The Tesseract program: `$QUARRY_TESSERACT`, else `tesseract` on the PATH.
+pub fn default_program() -> PathBuf {
+    std::env::var_os("QUARRY_TESSERACT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "tesseract".into())
 }
 
-/// `$QUARRY_TESSERACT` or `tesseract` on the PATH.
-fn program() -> std::ffi::OsString {
-    std::env::var_os("QUARRY_TESSERACT").filter(|v| !v.is_empty()).unwrap_or_else(|| "tesseract".into())
+/// The version of the Tesseract at `program` ("tesseract 5.3.0"), looked up once per program;
+/// `None` when it is not installed.
+pub fn tesseract(program: &Path) -> Option<String> {
+    static VERSIONS: OnceLock<Mutex<HashMap<PathBuf, Option<String>>>> = OnceLock::new();
+    let cache = VERSIONS.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(program) {
+        return v.clone();
+    }
+    let version = (|| {
+        let out = Command::new(program).arg("--version").stdin(Stdio::null()).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        Some(text.lines().find(|l| l.starts_with("tesseract"))?.trim().to_string())
+    })();
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(program.to_path_buf(), version.clone());
+    version
 }
 
 /// Writes a binary greyscale PGM (what the worker does with a rendered page).
@@ -75,9 +83,9 @@ pub fn check_pgm(path: &Path) -> Result<(u32, u32), String> {
 }
 
 /// Runs Tesseract on a checked image, with a wall-clock limit and rlimits; returns the text.
-pub fn run(image: &Path, timeout: Duration) -> Result<String, String> {
+pub fn run(program: &Path, image: &Path, timeout: Duration) -> Result<String, String> {
     check_pgm(image)?;
-    let mut cmd = Command::new(program());
+    let mut cmd = Command::new(program);
     cmd.arg(image)
         .arg("-")
         .args(["-l", "eng", "--psm", "3"])
@@ -135,7 +143,10 @@ pub fn run(image: &Path, timeout: Duration) -> Result<String, String> {
     if !status.success() {
         let err = String::from_utf8_lossy(&err);
         let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-        return Err(format!("tesseract failed on this page ({status}{})", if last.is_empty() { String::new() } else { format!(": {last}") }));
+        return Err(format!(
+            "tesseract failed on this page ({status}{})",
+            if last.is_empty() { String::new() } else { format!(": {last}") }
+        ));
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }

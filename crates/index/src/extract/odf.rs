@@ -154,13 +154,14 @@ fn headers_footers(styles: &str) -> Result<(String, String), Unreadable> {
     walk(styles, "styles.xml", |ev| match ev {
         Ev::Start(name, _)
             if current.is_none()
-                && matches!(name, b"header" | b"header-left" | b"header-first" | b"footer" | b"footer-left" | b"footer-first") =>
+                && matches!(
+                    name,
+                    b"header" | b"header-left" | b"header-first" | b"footer" | b"footer-left" | b"footer-first"
+                ) =>
         {
             current = Some((name.starts_with(b"header"), Flow::odf()));
         }
-        Ev::End(name)
-            if matches!(name, b"header" | b"header-left" | b"header-first" | b"footer" | b"footer-left" | b"footer-first") =>
-        {
+        Ev::End(b"header" | b"header-left" | b"header-first" | b"footer" | b"footer-left" | b"footer-first") => {
             if let Some((is_header, flow)) = current.take() {
                 let text = flow.finish();
                 let target = if is_header { &mut header } else { &mut footer };

@@ -20,6 +20,19 @@ pub const OCR_BELOW_CHARS: usize = 16;
 pub const NEEDS_PASSWORD: &str = "encrypted: this PDF needs a password to be read";
 
 pub fn extract(bytes: &[u8], options: &Options, engine: Option<&Engine>) -> Outcome {
+    let ex = read(bytes, options, engine)?;
+    // A file cut short is damage, not an empty document: both engines rebuild a truncated file
+    // into pages that hold nothing (the corpus's reportlab-userguide__TRUNCATED-5pct.pdf: one
+    // empty page of 134).
+    if !ex_has_text_or_scans(&ex) && truncated(bytes) {
+        return Err(Unreadable::new(
+            "a damaged PDF: it is cut short (no end-of-file marker) and no text could be read from it",
+        ));
+    }
+    Ok(ex)
+}
+
+fn read(bytes: &[u8], options: &Options, engine: Option<&Engine>) -> Outcome {
     let mut warnings = Vec::new();
     if let Some(engine) = engine {
         match with_pdfium(engine, bytes, options) {
@@ -47,12 +60,20 @@ pub fn extract(bytes: &[u8], options: &Options, engine: Option<&Engine>) -> Outc
                     _ => Err(Unreadable::new(NEEDS_PASSWORD)),
                 };
             }
-            Err(Failure::Other(e)) => warnings.push(format!("{} could not open it ({e}); read with pdf_oxide", engine.name)),
+            Err(Failure::Other(e)) => {
+                warnings.push(format!("{} could not open it ({e}); read with pdf_oxide", engine.name))
+            }
         }
     } else {
         warnings.push("PDFium is not installed (run scripts/install-deps.sh); read with pdf_oxide".to_string());
     }
     with_oxide(bytes, options, warnings)
+}
+
+/// No `%%EOF` in the last 2 KiB: the file was cut short (a complete PDF ends with one).
+fn truncated(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(2048)..];
+    super::detect::memfind(tail, b"%%EOF").is_none()
 }
 
 fn ex_has_text_or_scans(ex: &Extracted) -> bool {
@@ -88,7 +109,11 @@ mod raw {
 
     impl<'a> Doc<'a> {
         /// Opens `bytes`; `Err` is PDFium's error code.
-        pub fn open(b: &'a dyn PdfiumLibraryBindings, bytes: &'a [u8], password: Option<&str>) -> Result<Doc<'a>, c_ulong> {
+        pub fn open(
+            b: &'a dyn PdfiumLibraryBindings,
+            bytes: &'a [u8],
+            password: Option<&str>,
+        ) -> Result<Doc<'a>, c_ulong> {
             let handle = unsafe { b.FPDF_LoadMemDocument64(bytes, password) };
             if handle.is_null() {
                 return Err(unsafe { b.FPDF_GetLastError() });
@@ -252,8 +277,10 @@ fn with_pdfium(engine: &Engine, bytes: &[u8], options: &Options) -> Result<Extra
             if options.ocr {
                 p.needs_ocr = true;
             } else if non_blank(&p.text) == 0 {
-                p.note = Some("no text layer (OCR is turned off)".into());
+                p.note = Some(super::ocr::TURNED_OFF.into());
             }
+        } else if non_blank(&p.text) == 0 {
+            p.note = Some("an empty page (no text, no images)".into());
         }
         total += p.text.len();
         ex.pages.push(p);
@@ -278,9 +305,8 @@ fn with_oxide(bytes: &[u8], options: &Options, mut warnings: Vec<String>) -> Out
     if doc.is_encrypted() && !doc.is_authenticated() && !doc.authenticate(b"").unwrap_or(false) {
         return Err(Unreadable::new(NEEDS_PASSWORD));
     }
-    let count = doc
-        .page_count()
-        .map_err(|e| Unreadable::new(format!("a damaged PDF: its pages cannot be found ({e})")))?;
+    let count =
+        doc.page_count().map_err(|e| Unreadable::new(format!("a damaged PDF: its pages cannot be found ({e})")))?;
     if count == 0 {
         return Err(Unreadable::new("a damaged PDF: it has no pages"));
     }

@@ -24,7 +24,7 @@ use super::{Extracted, Options};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The longest reply line the host reads: 48 MiB of text is the output cap, and JSON escapes
+/// The longest reply line the host reads: 32 MiB of text is the output cap, and JSON escapes
 /// can double it.
 pub const MAX_LINE_BYTES: usize = 128 << 20;
 

@@ -27,7 +27,9 @@ impl Decoded {
     /// The warning the reader should see, if any.
     pub fn warning(&self) -> Option<String> {
         match (self.replaced, self.how) {
-            (0, "detected") => Some(format!("no byte-order mark and not UTF-8: decoded as {} (detected)", self.encoding)),
+            (0, "detected") => {
+                Some(format!("no byte-order mark and not UTF-8: decoded as {} (detected)", self.encoding))
+            }
             (0, _) => None,
             (n, _) => Some(format!(
                 "{n} invalid {} sequence{} replaced with U+FFFD",
@@ -106,7 +108,8 @@ fn utf16_without_bom(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
     }
 }
 
-/// Valid multi-byte UTF-8 sequences outnumber broken ones at least 20 to 1.
+/// Valid multi-byte UTF-8 sequences outnumber broken ones at least 4 to 1 (a legacy-encoded
+/// file has almost no valid multi-byte sequences, and one broken sequence per accented letter).
 fn mostly_utf8(bytes: &[u8]) -> bool {
     let (mut valid, mut broken) = (0usize, 0usize);
     let mut rest = bytes;
@@ -125,7 +128,7 @@ fn mostly_utf8(bytes: &[u8]) -> bool {
             }
         }
     }
-    valid > 0 && valid >= broken * 20
+    valid > 0 && valid >= broken * 4
 }
 
 /// Binary data, not text: a NUL in the first 8 KiB (git's rule) — unless it is UTF-16 — or

@@ -43,8 +43,7 @@ fn run() -> Result<(), String> {
     if unsafe { libc::getppid() } == 1 {
         return Err("the host is already gone".into());
     }
-    let (input, mut output) =
-        quarry_sandbox::take_protocol_fds().map_err(|e| format!("protocol descriptors: {e}"))?;
+    let (input, mut output) = quarry_sandbox::take_protocol_fds().map_err(|e| format!("protocol descriptors: {e}"))?;
     let mut reader = BufReader::new(input);
     let mut first = String::new();
     reader.read_line(&mut first).map_err(|e| format!("reading the start message: {e}"))?;
@@ -122,10 +121,12 @@ fn serve(mut reader: BufReader<File>, mut output: File, engine: Option<pdfium::E
                 Ok(result) => Reply::Extracted { id, result: Box::new(result) },
                 Err(Unreadable(reason)) => Reply::Unreadable { id, reason },
             },
-            Ok(Request::Render { id, path, page, dpi, out }) => match render(&path.0, page, dpi, &out.0, engine.as_ref()) {
-                Ok((width, height)) => Reply::Rendered { id, width, height },
-                Err(Unreadable(reason)) => Reply::Unreadable { id, reason },
-            },
+            Ok(Request::Render { id, path, page, dpi, out }) => {
+                match render(&path.0, page, dpi, &out.0, engine.as_ref()) {
+                    Ok((width, height)) => Reply::Rendered { id, width, height },
+                    Err(Unreadable(reason)) => Reply::Unreadable { id, reason },
+                }
+            }
             Ok(Request::Start { .. }) => continue,
             Err(e) => return Err(format!("a malformed request: {e}")),
         };
@@ -143,6 +144,7 @@ fn render(
     let engine = engine.ok_or_else(|| Unreadable::new("scanned pages need PDFium to be rendered for OCR"))?;
     let bytes = std::fs::read(path).map_err(|e| super::io_reason(&e))?;
     let (w, h, gray) = pdf::render_gray(engine, &bytes, page, dpi, super::ocr::MAX_PIXELS)?;
-    super::ocr::write_pgm(out, w, h, &gray).map_err(|e| Unreadable::new(format!("the rendered page could not be written: {e}")))?;
+    super::ocr::write_pgm(out, w, h, &gray)
+        .map_err(|e| Unreadable::new(format!("the rendered page could not be written: {e}")))?;
     Ok((w, h))
 }

@@ -84,9 +84,10 @@ pub fn walk(xml: &str, what: &str, mut f: impl FnMut(Ev<'_, '_>)) -> Result<(), 
 
 /// The value of the attribute whose local name is `name`.
 pub fn attr(e: &BytesStart<'_>, name: &[u8]) -> Option<String> {
-    e.attributes().flatten().find(|a| a.key.local_name().as_ref().as_bytes() == name).map(|a| {
-        quick_xml::escape::unescape(&a.value).map(|v| v.into_owned()).unwrap_or_else(|_| a.value.to_string())
-    })
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref().as_bytes() == name)
+        .map(|a| quick_xml::escape::unescape(&a.value).map(|v| v.into_owned()).unwrap_or_else(|_| a.value.to_string()))
 }
 
 /// One level of output: lines written so far and the line being built.

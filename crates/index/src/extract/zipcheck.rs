@@ -45,7 +45,7 @@ pub struct Archive<'a> {
 impl<'a> Archive<'a> {
     /// Opens the archive and applies the checks of the module docs.
     pub fn open(bytes: &'a [u8], limits: &ZipLimits) -> Result<Archive<'a>, Unreadable> {
-        let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+        let zip = zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| Unreadable::new(format!("a damaged zip archive (it cannot be opened: {e})")))?;
         if zip.len() > limits.max_entries {
             return Err(Unreadable::new(format!(
@@ -56,9 +56,8 @@ impl<'a> Archive<'a> {
         }
         let mut total = 0u64;
         for i in 0..zip.len() {
-            let entry = zip
-                .by_index_data(i)
-                .map_err(|e| Unreadable::new(format!("a damaged zip archive (entry {i}: {e})")))?;
+            let entry =
+                zip.by_index_data(i).map_err(|e| Unreadable::new(format!("a damaged zip archive (entry {i}: {e})")))?;
             let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
             let (size, packed) = (entry.size(), entry.compressed_size());
             if size > limits.max_entry_bytes {
@@ -86,7 +85,6 @@ impl<'a> Archive<'a> {
                 human_bytes(limits.max_total_bytes)
             )));
         }
-        let _ = &mut zip;
         Ok(Archive { zip })
     }
 
@@ -102,16 +100,20 @@ impl<'a> Archive<'a> {
     /// An entry's bytes, or `None` if there is no such entry.
     pub fn read(&mut self, name: &str) -> Result<Option<Vec<u8>>, Unreadable> {
         let Some(index) = self.zip.index_for_name(name) else { return Ok(None) };
-        let mut file = self
-            .zip
-            .by_index(index)
-            .map_err(|e| Unreadable::new(format!("a damaged zip archive ({name}: {e})")))?;
+        let mut file =
+            self.zip.by_index(index).map_err(|e| Unreadable::new(format!("a damaged zip archive ({name}: {e})")))?;
         let declared = file.size();
         let mut out = Vec::with_capacity(declared.min(64 << 20) as usize);
-        file.by_ref()
-            .take(declared)
-            .read_to_end(&mut out)
-            .map_err(|e| Unreadable::new(format!("a damaged zip archive ({name} cannot be inflated: {e})")))?;
+        // One byte more than declared: an entry that inflates past its declared size is a bomb
+        // that lies (zip >= 9 also says so itself when it reaches the end).
+        let read = file.by_ref().take(declared + 1).read_to_end(&mut out);
+        if out.len() as u64 > declared || read.as_ref().is_err_and(|e| e.to_string().contains("larger than")) {
+            return Err(Unreadable::new(format!(
+                "refused as a zip bomb: {name} inflates past the {} its archive declares",
+                human_bytes(declared)
+            )));
+        }
+        read.map_err(|e| Unreadable::new(format!("a damaged zip archive ({name} cannot be inflated: {e})")))?;
         Ok(Some(out))
     }
 
