@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release -p quarry-index --bins --examples
-//! target/release/examples/bench_extract ../shared/corpora/documents [--json]
+//! target/release/examples/bench_extract ../shared/corpora/documents [--json] [--workers=N]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ fn main() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let worker = exe.parent().and_then(Path::parent).map(|d| d.join("quarry-extract-worker")).expect("target dir");
     let config = ExtractorConfig { worker: WorkerCommand::bare(worker), ..Default::default() };
-    let report = bench::run(&corpus, config, &mut |i, n, f| {
+    let workers = args.iter().find_map(|a| a.strip_prefix("--workers=")).map_or(Ok(0), str::parse)?;
+    let report = bench::run(&corpus, config, workers, &mut |i, n, f| {
         eprint!("\r[{}/{}] {}\x1b[K", i + 1, n, f.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
     })?;
     eprintln!();

@@ -3,15 +3,17 @@
 //!
 //! ```sh
 //! cargo build --release -p quarry-index --bins --examples
-//! target/release/examples/extract FILE_OR_FOLDER... [--json] [--no-ocr] [--summary]
+//! target/release/examples/extract FILE_OR_FOLDER... [--json] [--pages A-B] [--no-ocr] [--summary]
 //! ```
 //!
-//! Text by page (`--json`: one JSON object per file), or with `--summary` one line per file:
-//! its format, pages, characters, engine and warnings, or its reason.
+//! Text by page (`--json`: one JSON object per file, [`quarry_index::extract::report`]), or
+//! with `--summary` one tab-separated line per file: its format, pages, characters, engine and
+//! warnings, or its reason.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use quarry_index::extract::report::{self, PageRange};
 use quarry_index::extract::{Event, Extractor, ExtractorConfig, WorkerCommand};
 
 fn files(path: &Path, out: &mut Vec<PathBuf>) {
@@ -32,7 +34,17 @@ fn main() -> anyhow::Result<()> {
     let json = args.iter().any(|a| a == "--json");
     let summary = args.iter().any(|a| a == "--summary");
     let no_ocr = args.iter().any(|a| a == "--no-ocr");
-    let inputs: Vec<PathBuf> = args.iter().filter(|a| !a.starts_with("--")).map(PathBuf::from).collect();
+    let pages: Option<PageRange> = match args.iter().position(|a| a == "--pages") {
+        Some(i) => Some(args.get(i + 1).map(String::as_str).unwrap_or("").parse().map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let page_arg = args.iter().position(|a| a == "--pages").map(|i| i + 1);
+    let inputs: Vec<PathBuf> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && Some(*i) != page_arg)
+        .map(|(_, a)| PathBuf::from(a))
+        .collect();
     let mut list = Vec::new();
     for i in &inputs {
         files(i, &mut list);
@@ -67,18 +79,9 @@ fn main() -> anyhow::Result<()> {
                     ex.warnings.join("; ")
                 );
             }
-            Ok(ex) if json => println!("{}", serde_json::json!({"path": f, "result": ex})),
+            Ok(ex) if json => println!("{}", report::json(f, &ex, pages)),
             Ok(ex) => {
-                for p in &ex.pages {
-                    println!(
-                        "==== {} p. {} ({} lines){}",
-                        f.display(),
-                        p.label,
-                        p.line_count,
-                        p.note.as_deref().map(|n| format!(" [{n}]")).unwrap_or_default()
-                    );
-                    print!("{}", p.text);
-                }
+                print!("{}", report::text(f, &ex, pages));
                 for w in &ex.warnings {
                     eprintln!("warning: {}: {w}", f.display());
                 }

@@ -39,6 +39,7 @@ mod ooxml;
 pub mod pdf;
 pub mod pdfium;
 pub mod protocol;
+pub mod report;
 mod rtf;
 mod sheet;
 pub mod text;
