@@ -7,6 +7,11 @@ pub mod commands;
 /// Starts the desktop app; returns when the last window closes.
 pub fn run() {
     quarry_llm::logging::init();
+    // Documents are read by the `quarry` beside the app (`quarry worker extract`, confined);
+    // without it only plain text is read, and each other file says why.
+    if let Ok(engine) = commands::ask::engine_path() {
+        quarry_index::set_default_worker(quarry_index::WorkerCommand::quarry(engine));
+    }
     let asking = std::sync::Arc::new(commands::AskState::default());
     let on_exit = asking.clone();
     let result = tauri::Builder::default()

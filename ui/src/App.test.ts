@@ -81,8 +81,26 @@ const ANSWER: Answer = {
   mode: 'rlm',
   answer: 'The storage room code is 7391 (memo.txt:2).',
   citations: [
-    { path: 'memo.txt', line_start: 2, line_end: 2, verified: true, check: 'numbers' },
-    { path: 'ghost.txt', line_start: 9, line_end: 9, verified: false, check: 'exists', problem: 'no such file' },
+    { path: 'memo.txt', line_start: 2, line_end: 2, location: 'memo.txt:2', verified: true, check: 'numbers' },
+    {
+      path: 'room/msa.pdf',
+      line_start: 40,
+      line_end: 41,
+      page: 3,
+      page_label: '2',
+      location: 'room/msa.pdf p. 2, lines 4–5',
+      verified: true,
+      check: 'quote',
+    },
+    {
+      path: 'ghost.txt',
+      line_start: 9,
+      line_end: 9,
+      location: 'ghost.txt:9',
+      verified: false,
+      check: 'exists',
+      problem: 'no such file',
+    },
   ],
   iterations: 2,
   sub_calls: 0,
@@ -142,11 +160,13 @@ describe('Asking', () => {
     const answer = target.querySelector('#answer')!;
     expect(answer.querySelector('.answer-text')?.textContent).toBe(ANSWER.answer);
     const sources = answer.querySelectorAll('.citations li');
-    expect(sources).toHaveLength(2);
+    expect(sources).toHaveLength(3);
     expect(sources[0].textContent).toContain('✓');
     expect(sources[0].textContent).toContain('memo.txt:2');
-    expect(sources[1].textContent).toContain('✗');
-    expect(sources[1].textContent).toContain('no such file');
+    // A PDF's citation names its page label and the lines within the page.
+    expect(sources[1].textContent).toContain('room/msa.pdf p. 2, lines 4–5');
+    expect(sources[2].textContent).toContain('✗');
+    expect(sources[2].textContent).toContain('no such file');
     expect(answer.querySelector('#stats')?.textContent).toContain('answered');
     expect(answer.querySelector('#stats')?.textContent).toContain('12.3 s');
     expect(target.querySelector('#cancel')).toBeNull();

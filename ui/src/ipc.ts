@@ -88,6 +88,11 @@ export type Citation = {
   path: string;
   line_start: number;
   line_end: number;
+  /** The physical page of a paged document (PDF, Office, EPUB, mail). */
+  page?: number;
+  page_label?: string;
+  /** As a reader wants it: `contracts/msa.pdf p. 12, lines 3–5`, or `notes.txt:3-5`. */
+  location: string;
   verified: boolean;
   check: string;
   problem?: string;

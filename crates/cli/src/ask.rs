@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use quarry_index::Folder;
 use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, StopReason};
 
 use crate::flags::{LoopArgs, ModelArgs};
@@ -51,17 +50,7 @@ pub struct AskArgs {
 }
 
 pub async fn run(args: AskArgs) -> Result<ExitCode> {
-    let folder = Folder::load(&args.folder)?;
-    eprintln!(
-        "Reading {}: {} files, {} characters{}",
-        args.folder.display(),
-        folder.documents().len(),
-        folder.total_chars(),
-        if folder.skipped().is_empty() { String::new() } else { format!(" ({} skipped)", folder.skipped().len()) }
-    );
-    for s in folder.skipped() {
-        eprintln!("  skipped {}: {}", s.path, s.reason);
-    }
+    let folder = crate::progress::read_folder(&args.folder).await?;
 
     let models = args.models.start().await?;
     let mut config =
@@ -118,15 +107,10 @@ fn print_sources(answer: &Answer) {
     }
     println!("\nSources:");
     for c in &answer.citations {
-        let lines = if c.line_start == c.line_end {
-            format!("{}", c.line_start)
-        } else {
-            format!("{}-{}", c.line_start, c.line_end)
-        };
         let mark = if c.verified { "✓" } else { "✗" };
         match &c.problem {
-            Some(p) => println!("  {mark} {}:{lines} ({p})", c.path),
-            None => println!("  {mark} {}:{lines}", c.path),
+            Some(p) => println!("  {mark} {} ({p})", c.location),
+            None => println!("  {mark} {}", c.location),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod ask;
 mod bench;
 mod eval;
+mod extract;
 mod flags;
 mod models;
 mod progress;
@@ -31,6 +32,9 @@ enum Command {
     Ask(ask::AskArgs),
     /// Answer an evaluation task file (evalkit format) and write predictions.
     Eval(eval::EvalArgs),
+    /// Print what Quarry reads from files: their text by page (or JSON), through the confined
+    /// extraction worker a folder is read with.
+    Extract(extract::ExtractArgs),
     /// An interactive sandboxed Python, as the RLM's root model gets it.
     Repl(repl::ReplArgs),
     /// Serve local models through an OpenAI-compatible HTTP API.
@@ -50,8 +54,10 @@ fn main() -> std::process::ExitCode {
     quarry_llm::logging::init();
     let cli = Cli::parse();
     if let Command::Worker(cmd) = &cli.command {
-        worker::run(cmd); // before the runtime: the REPL worker must start single-threaded
+        worker::run(cmd); // before the runtime: the workers must start single-threaded
     }
+    // Folders are read by this same executable's `worker extract`, confined (crates/index).
+    quarry_index::set_default_worker(quarry_index::WorkerCommand::current_exe());
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -68,6 +74,7 @@ fn main() -> std::process::ExitCode {
             Command::Repl(args) => repl::run(args),
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::System(args) => system::run(args),
+            Command::Extract(args) => extract::run(args),
             Command::Worker(_) => unreachable!("handled before the runtime starts"),
         }
     });

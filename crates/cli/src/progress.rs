@@ -63,3 +63,69 @@ impl Progress for Bars {
         }
     }
 }
+
+/// Reads `dir` through the confined extraction workers with a bar of files (and the page being
+/// OCR'd), then prints one line of what it holds: files and pages by format, and each skipped
+/// file with its reason. Ctrl-C stops the reading.
+pub async fn read_folder(dir: &std::path::Path) -> anyhow::Result<quarry_index::Folder> {
+    use quarry_index::{CancelToken, Folder, LoadEvent, LoadOptions};
+    let cancel = CancelToken::default();
+    let on_ctrl_c = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let tty = std::io::stderr().is_terminal();
+    let root = dir.to_path_buf();
+    let started = Instant::now();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let bar = if tty { ProgressBar::new(0) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("reading {bar:30} {pos}/{len} files, eta {eta} {wide_msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        let folder = Folder::load_with(
+            &root,
+            &LoadOptions::default(),
+            &|e| match e {
+                LoadEvent::Walked { files } => bar.set_length(*files as u64),
+                LoadEvent::File { path, .. } => bar.set_message(path.clone()),
+                LoadEvent::Ocr { path, page, done, of } => {
+                    bar.set_message(format!("OCR {path} p. {page} ({done}/{of})"))
+                }
+                LoadEvent::Read { .. } => bar.inc(1),
+            },
+            Some(&cancel),
+        );
+        bar.finish_and_clear();
+        folder
+    })
+    .await;
+    watcher.abort();
+    let folder = loaded??;
+    let summary = folder.summary();
+    let formats: Vec<String> = summary
+        .formats
+        .iter()
+        .map(|(format, files, pages)| match format.as_str() {
+            "text" => format!("{files} text"),
+            _ => format!("{files} {format} ({pages} {})", if *pages == 1 { "page" } else { "pages" }),
+        })
+        .collect();
+    eprintln!(
+        "Read {}: {} files, {} characters: {}{}{} in {:.1} s",
+        dir.display(),
+        folder.documents().len(),
+        folder.total_chars(),
+        formats.join(", "),
+        if summary.ocr_pages > 0 { format!("; {} pages by OCR", summary.ocr_pages) } else { String::new() },
+        if folder.skipped().is_empty() { String::new() } else { format!("; {} skipped", folder.skipped().len()) },
+        started.elapsed().as_secs_f64()
+    );
+    for s in folder.skipped() {
+        eprintln!("  skipped {}: {}", s.path, s.reason);
+    }
+    Ok(folder)
+}

@@ -7,12 +7,15 @@ use clap::Subcommand;
 pub enum WorkerCommand {
     /// The sandboxed Python REPL worker (see crates/repl).
     Repl,
+    /// The confined document extraction worker (see crates/index/src/extract).
+    Extract,
 }
 
-/// Runs before the async runtime exists: the REPL worker must still be single-threaded when it
-/// unshares its user and network namespaces. Never returns.
+/// Runs before the async runtime exists: the workers must still be single-threaded when they
+/// unshare their user and network namespaces. Never returns.
 pub fn run(cmd: &WorkerCommand) -> ! {
     match cmd {
         WorkerCommand::Repl => quarry_repl::worker::main(),
+        WorkerCommand::Extract => quarry_index::extract::worker::main(),
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::{CallOutcome, HostCall, Source};
+use crate::protocol::{CallOutcome, HostCall, PageRef, Source};
 
 /// The error Python sees, raised as `HostError("<function>: <message>")`.
 pub type HostResult<T> = std::result::Result<T, String>;
@@ -65,8 +65,8 @@ pub trait HostFunctions: Send + Sync + 'static {
         Err(unavailable("search"))
     }
 
-    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {
-        let _ = (path, start, end);
+    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>, page: Option<&PageRef>) -> HostResult<String> {
+        let _ = (path, start, end, page);
         Err(unavailable("read"))
     }
 
@@ -103,7 +103,7 @@ pub(crate) fn serve(host: &dyn HostFunctions, call: &HostCall) -> CallOutcome {
             host.grep(pattern, glob.as_deref(), *ignore_case, *max_results)
         }
         HostCall::Search { query, k } => host.search(query, *k),
-        HostCall::Read { path, start, end } => host.read(path, *start, *end).map(Value::from),
+        HostCall::Read { path, start, end, page } => host.read(path, *start, *end, page.as_ref()).map(Value::from),
         HostCall::Files { glob } => host.files(glob).map(Value::from),
     };
     match outcome {
@@ -162,7 +162,10 @@ impl HostFunctions for DocumentsHost {
     }
 
     /// Lines `start..=end`, 1-based; the whole text without bounds.
-    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {
+    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>, page: Option<&PageRef>) -> HostResult<String> {
+        if let Some(p) = page.filter(|p| **p != PageRef::Number(1)) {
+            return Err(format!("{path} has no page {p}: these documents are read as plain text, one page each"));
+        }
         let (_, text) =
             self.documents.iter().find(|(p, _)| p == path).ok_or_else(|| format!("no document named {path:?}"))?;
         if start.is_none() && end.is_none() {
@@ -211,8 +214,8 @@ impl HostFunctions for EchoHost {
         self.documents.search(query, k)
     }
 
-    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {
-        self.documents.read(path, start, end)
+    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>, page: Option<&PageRef>) -> HostResult<String> {
+        self.documents.read(path, start, end, page)
     }
 
     fn files(&self, glob: &str) -> HostResult<Vec<String>> {

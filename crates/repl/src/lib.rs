@@ -52,4 +52,4 @@ pub use client::{Environment, Repl, SandboxConfig, WorkerCommand, WorkerInfo};
 pub use context::{Context, ContextDocument};
 pub use error::{Error, Result};
 pub use host::{DocumentsHost, EchoHost, HostFunctions, HostResult, NoHost};
-pub use protocol::{ContextInfo, Limits, ReplResult, Source, Variable};
+pub use protocol::{ContextInfo, Limits, PageRef, ReplResult, Source, Variable};

@@ -149,11 +149,33 @@ pub enum HostCall {
         start: Option<usize>,
         #[serde(default)]
         end: Option<usize>,
+        /// One page of a paged document (a PDF's page, a slide, a sheet); `start`/`end` then
+        /// count lines within it.
+        #[serde(default)]
+        page: Option<PageRef>,
     },
     Files {
         #[serde(default = "default_glob")]
         glob: String,
     },
+}
+
+/// A page as the model names it: its physical number (`read(path, page=12)`, what grep hits
+/// call `page`) or its label (`page="iv"`, a sheet's name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PageRef {
+    Number(u32),
+    Label(String),
+}
+
+impl std::fmt::Display for PageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PageRef::Number(n) => write!(f, "{n}"),
+            PageRef::Label(l) => write!(f, "{l:?}"),
+        }
+    }
 }
 
 /// Where a piece of a prompt came from: lines `line_start..=line_end` (1-based, inclusive) of

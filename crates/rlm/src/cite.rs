@@ -2,7 +2,12 @@
 //! against the folder.
 //!
 //! Models cite in many shapes; these are read: `path:12`, `path:12-15`, `path:L12-L15`,
-//! `path, line 12`, `path (lines 12 to 15)`, and a bare `path` (the whole file). A path is any
+//! `path, line 12`, `path (lines 12 to 15)`, and a bare `path` (the whole file). Paged documents
+//! (PDF, Office, EPUB, mail) are also cited by page: `msa.pdf p. 12`, `msa.pdf, page iv, lines
+//! 3-5`, `msa.pdf (p. 12, line 3)`, the page named by its label first, then by its number, and
+//! the lines counted within it; the checker checks that the page exists and holds those lines.
+//! Every citation then carries its page and a [`Citation::location`] as a reader wants it:
+//! `contracts/msa.pdf p. 12, lines 3–5`, or `notes.txt:3-5` for text. A path is any
 //! document of the folder, written in full, as a suffix of an absolute path, or by its file name
 //! when that name is unique; `name.ext:12` naming no document is kept as an unverified citation,
 //! since a made-up source is exactly what a reader must see flagged.
@@ -17,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use quarry_index::Folder;
+use quarry_index::{Folder, Layout, PageSpan};
 use quarry_repl::Source;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -26,9 +31,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Citation {
     pub path: String,
-    /// 1-based, inclusive; a bare file citation covers the whole file.
+    /// 1-based, inclusive lines of the whole document's text (what `read(path, start, end)`
+    /// takes); a bare file citation covers the whole file.
     pub line_start: usize,
     pub line_end: usize,
+    /// The physical page (1-based) of `line_start` in a paged document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// What the document calls that page ("iv", "12", a sheet's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_label: Option<String>,
+    /// The citation as a reader wants it: `contracts/msa.pdf p. 12, lines 3–5`, `notes.txt:3-5`.
+    #[serde(default)]
+    pub location: String,
     pub verified: bool,
     pub check: Check,
     /// Why an unverified citation failed.
@@ -63,7 +78,7 @@ pub fn cite_with_sources(answer: &str, folder: &Folder, sources: &[Source]) -> V
     for (i, f) in found.iter().enumerate() {
         let claim = claim_for(answer, &found, i);
         let mut c = verify(f, &claim, folder);
-        if f.lines.is_none() && c.verified && c.check != Check::Exists {
+        if f.lines.is_none() && f.page.is_none() && c.verified && c.check != Check::Exists {
             let narrowed = sources.iter().filter(|s| s.path == f.path).take(50).find_map(|s| {
                 let n = verify(&Found { lines: Some((s.line_start, s.line_end)), ..f.clone() }, &claim, folder);
                 n.verified.then_some(n)
@@ -86,8 +101,22 @@ struct Found {
     span: (usize, usize),
     path: String,
     lines: Option<(usize, usize)>,
+    /// The page as written (`p. 12`, `page iv`); `lines` then count within it.
+    page: Option<String>,
     /// The path names no document of the folder.
     unknown: bool,
+}
+
+/// A page after a path: `p. 12`, `, page iv`, ` (pp. 3`, optionally followed by its lines
+/// (`, lines 3-5`, `line 4`, `:3`).
+fn page_spec() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r"^\s*[,(\[]?\s*(?:on\s+|at\s+)?(?:pp?\.|pages?)\s*([A-Za-z0-9][\w.-]*?)(?:\s*[,;]?\s*(?:lines?\s+|ll?\.\s*|:\s*L?)(\d+)(?:\s*(?:-|–|to|and)\s*L?(\d+))?)?(?:[\s,;)\].]|$)",
+        )
+        .expect("valid regex")
+    })
 }
 
 fn line_spec() -> &'static Regex {
@@ -134,6 +163,33 @@ fn find(answer: &str, folder: &Folder) -> Vec<Found> {
             {
                 continue;
             }
+            let layout = folder.layout(path).filter(|l| l.is_paged());
+            let paged = layout.and_then(|l| {
+                let c = page_spec().captures(&answer[end..])?;
+                let label = c.get(1)?.as_str();
+                // A number or numeral that is no page is a wrong citation to flag; another word
+                // after "page" ("page describes") is prose.
+                let numeral = label.chars().all(|ch| ch.is_ascii_digit())
+                    || label.len() <= 6 && label.chars().all(|ch| "ivxlcdm".contains(ch));
+                if find_page(l, label).is_none() && !numeral {
+                    return None;
+                }
+                let a = c.get(2).and_then(|m| m.as_str().parse().ok());
+                let b = c.get(3).and_then(|m| m.as_str().parse().ok());
+                // The spec's trailing delimiter is not part of it.
+                let len = c.get(3).or(c.get(2)).or(c.get(1)).map_or(0, |m| m.end());
+                Some((label.to_string(), a.map(|a| (a, b.unwrap_or(a))), len))
+            });
+            if let Some((page, lines, len)) = paged {
+                found.push(Found {
+                    span: (start, end + len),
+                    path: path.to_string(),
+                    lines,
+                    page: Some(page),
+                    unknown: false,
+                });
+                continue;
+            }
             let (lines, spec_len) = match line_spec().captures(&answer[end..]) {
                 Some(c) => {
                     let a = c.get(1).or(c.get(3)).and_then(|m| m.as_str().parse().ok());
@@ -142,7 +198,13 @@ fn find(answer: &str, folder: &Folder) -> Vec<Found> {
                 }
                 None => (None, 0),
             };
-            found.push(Found { span: (start, end + spec_len), path: path.to_string(), lines, unknown: false });
+            found.push(Found {
+                span: (start, end + spec_len),
+                path: path.to_string(),
+                lines,
+                page: None,
+                unknown: false,
+            });
         }
     }
     for c in unknown_path().captures_iter(answer) {
@@ -153,7 +215,7 @@ fn find(answer: &str, folder: &Folder) -> Vec<Found> {
         let path = m.as_str().split(':').next().unwrap_or_default().to_string();
         let a: usize = c[1].parse().unwrap_or(0);
         let b = c.get(2).and_then(|m| m.as_str().parse().ok()).unwrap_or(a);
-        found.push(Found { span: (m.start(), m.end()), path, lines: Some((a, b)), unknown: true });
+        found.push(Found { span: (m.start(), m.end()), path, lines: Some((a, b)), page: None, unknown: true });
     }
     found.sort_by_key(|f| f.span.0);
     found
@@ -174,11 +236,56 @@ fn claim_for(answer: &str, found: &[Found], i: usize) -> String {
     answer[end..to].to_string()
 }
 
+/// The page a citation names: by label first ("iv", "12" as printed on it), then by number.
+fn find_page<'a>(layout: &'a Layout, page: &str) -> Option<&'a PageSpan> {
+    layout.page_labelled(page).or_else(|| page.parse().ok().and_then(|n| layout.page(n)))
+}
+
 fn verify(f: &Found, claim: &str, folder: &Folder) -> Citation {
+    let mut c = check(f, claim, folder);
+    let layout = folder.layout(&c.path).filter(|l| l.is_paged() && !f.unknown);
+    let whole_file = f.lines.is_none() && f.page.is_none() && is_whole_file(&c, folder);
+    if let Some((page, _)) = layout.filter(|_| !whole_file).and_then(|l| l.locate(c.line_start)) {
+        c.page = Some(page.number);
+        c.page_label = Some(page.label.clone());
+    }
+    c.location = match layout {
+        _ if whole_file => c.path.clone(),
+        // A page that does not exist is shown as written.
+        Some(_) if c.problem.is_some() && f.page.is_some() => {
+            let page = f.page.as_deref().unwrap_or_default();
+            match f.lines {
+                Some((a, b)) if a != b => format!("{} p. {page}, lines {a}\u{2013}{b}", c.path),
+                Some((a, _)) => format!("{} p. {page}, line {a}", c.path),
+                None => format!("{} p. {page}", c.path),
+            }
+        }
+        Some(l) => l.cite(&c.path, c.line_start, c.line_end),
+        None => plain_location(&c),
+    };
+    c
+}
+
+fn plain_location(c: &Citation) -> String {
+    if c.line_start == c.line_end {
+        format!("{}:{}", c.path, c.line_start)
+    } else {
+        format!("{}:{}-{}", c.path, c.line_start, c.line_end)
+    }
+}
+
+fn is_whole_file(c: &Citation, folder: &Folder) -> bool {
+    folder.document(&c.path).is_some_and(|d| c.line_start == 1 && c.line_end == d.text.lines().count().max(1))
+}
+
+fn check(f: &Found, claim: &str, folder: &Folder) -> Citation {
     let mut c = Citation {
         path: f.path.clone(),
         line_start: f.lines.map_or(1, |l| l.0),
         line_end: f.lines.map_or(1, |l| l.1),
+        page: None,
+        page_label: None,
+        location: String::new(),
         verified: false,
         check: Check::Exists,
         problem: None,
@@ -191,7 +298,24 @@ fn verify(f: &Found, claim: &str, folder: &Folder) -> Citation {
         }
     };
     let lines: Vec<&str> = doc.text.lines().collect();
-    if f.lines.is_none() {
+    if let Some(label) = &f.page {
+        // Lines within the page become lines of the document.
+        let Some(span) = folder.layout(&f.path).and_then(|l| find_page(l, label)) else {
+            c.problem = Some(format!("{} has no page {label}", f.path));
+            return c;
+        };
+        let (a, b) = f.lines.unwrap_or((1, span.line_count.max(1)));
+        if a == 0 || a > b || b > span.line_count.max(1) {
+            c.problem = Some(format!("page {label} of {} has {} lines", f.path, span.line_count));
+            return c;
+        }
+        c.line_start = span.first_line + a - 1;
+        c.line_end = span.first_line + b - 1;
+        if span.line_count == 0 {
+            c.problem = Some(format!("page {label} of {} has no text", f.path));
+            return c;
+        }
+    } else if f.lines.is_none() {
         c.line_end = lines.len().max(1);
     }
     if c.line_start == 0 || c.line_start > c.line_end || c.line_end > lines.len().max(1) {
@@ -329,6 +453,69 @@ mod tests {
         // Nothing looked at supports the claim: the whole file stays cited.
         let c = cite_with_sources("Notice is 60 days (contracts/lease.txt).", &f, &[src(2, 2)]);
         assert_eq!(short(&c), [("contracts/lease.txt", 1, 3, true, Check::Numbers)]);
+    }
+
+    /// msa.pdf: page 1 is labelled "i" (lines 1-2), page 2 "1" (lines 3-4).
+    fn paged() -> Folder {
+        let span = |number, label: &str, first_line| quarry_index::PageSpan {
+            number,
+            label: label.into(),
+            first_line,
+            line_count: 2,
+            ocr: false,
+            note: None,
+        };
+        let layout = Layout {
+            format: quarry_index::Kind::Pdf,
+            extractor: "test".into(),
+            pages: vec![span(1, "i", 1), span(2, "1", 3)],
+            warnings: Vec::new(),
+        };
+        let text = "Master Services Agreement\nTerm: 3 years.\nFees: 5,000 per month.\nGoverned by Delaware law.\n";
+        Folder::from_parts(
+            "/data",
+            vec![
+                (Document { path: "contracts/msa.pdf".into(), text: text.into() }, layout),
+                (Document { path: "notes.txt".into(), text: "a\nb".into() }, Layout::text(2)),
+            ],
+        )
+    }
+
+    fn located(c: &[Citation]) -> Vec<(&str, Option<u32>, bool)> {
+        c.iter().map(|c| (c.location.as_str(), c.page, c.verified)).collect()
+    }
+
+    #[test]
+    fn a_paged_document_is_cited_by_page_label_and_line_within_it() {
+        let f = paged();
+        // "p. 1" is the page labelled 1 (the second physical page); its line 1 is line 3.
+        let c = cite("Fees are 5,000 (contracts/msa.pdf p. 1, line 1). Term 3 years: msa.pdf:2.", &f);
+        assert_eq!(
+            located(&c),
+            [("contracts/msa.pdf p. 1, line 1", Some(2), true), ("contracts/msa.pdf p. i, line 2", Some(1), true)]
+        );
+        assert_eq!((c[0].line_start, c[0].page_label.as_deref()), (3, Some("1")));
+        let c = cite("It is \"governed by Delaware law\" (msa.pdf, page 1)", &f);
+        assert_eq!(located(&c), [("contracts/msa.pdf p. 1, lines 1\u{2013}2", Some(2), true)]);
+        assert_eq!(c[0].check, Check::Quote);
+        // Text files keep path:line.
+        assert_eq!(located(&cite("b is at notes.txt:2", &f)), [("notes.txt:2", None, true)]);
+    }
+
+    #[test]
+    fn a_wrong_page_or_a_line_past_the_page_is_flagged() {
+        let f = paged();
+        let c = cite("Fees are 5,000 (msa.pdf p. i, line 2).", &f);
+        assert_eq!(located(&c), [("contracts/msa.pdf p. i, line 2", Some(1), false)]);
+        assert_eq!(c[0].problem.as_deref(), Some("5000 is not in the cited lines"));
+        let c = cite("Fees are 5,000 (msa.pdf p. 9).", &f);
+        assert_eq!(c[0].problem.as_deref(), Some("contracts/msa.pdf has no page 9"));
+        assert_eq!(c[0].location, "contracts/msa.pdf p. 9");
+        let c = cite("Fees are 5,000 (msa.pdf p. 1, lines 1-5).", &f);
+        assert_eq!(c[0].problem.as_deref(), Some("page 1 of contracts/msa.pdf has 2 lines"));
+        // "page" followed by a word is prose, and the citation is the bare file.
+        let c = cite("The msa.pdf page describes fees.", &f);
+        assert_eq!(located(&c), [("contracts/msa.pdf", None, true)]);
     }
 
     #[test]

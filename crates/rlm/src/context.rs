@@ -20,6 +20,12 @@ pub struct FolderSummary {
     pub sizes: Vec<(String, usize)>,
     /// Set when most non-empty lines are records the REPL's `records()` parses.
     pub records: Option<RecordShape>,
+    /// Paged documents (PDF, Office, EPUB, mail) by path: how many pages, and what a page is
+    /// ("page", "slide", "sheet", ...).
+    pub pages: BTreeMap<String, (usize, &'static str)>,
+    /// (format, files, pages), most files first, when any document is paged.
+    pub formats: Vec<(String, usize, usize)>,
+    pub ocr_pages: usize,
 }
 
 /// Line-structured data: how many records and the field names most of them have.
@@ -41,7 +47,29 @@ impl FolderSummary {
         let mut types: Vec<_> = hist.into_iter().collect();
         types.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let records = RecordShape::of(docs.iter().map(|d| (d.path.as_str(), d.text.as_str())));
-        FolderSummary { files: sizes.len(), total_chars, estimated_tokens: total_chars / 4, types, sizes, records }
+        let pages: BTreeMap<String, (usize, &'static str)> = folder
+            .entries()
+            .filter(|(_, l)| l.is_paged())
+            .map(|(d, l)| (d.path.clone(), (l.pages.len(), l.format.unit())))
+            .collect();
+        let (formats, ocr_pages) = match pages.is_empty() {
+            true => (Vec::new(), 0),
+            false => {
+                let s = folder.summary();
+                (s.formats, s.ocr_pages)
+            }
+        };
+        FolderSummary {
+            files: sizes.len(),
+            total_chars,
+            estimated_tokens: total_chars / 4,
+            types,
+            sizes,
+            records,
+            pages,
+            formats,
+            ocr_pages,
+        }
     }
 
     /// A few lines for the prompt; the file list stops after `max_files` entries with a note
@@ -53,9 +81,26 @@ impl FolderSummary {
         );
         let types: Vec<String> = self.types.iter().map(|(t, n)| format!("{t}: {n}")).collect();
         s.push_str(&format!("File types: {}.\n", types.join(", ")));
+        if !self.pages.is_empty() {
+            let formats: Vec<String> = self
+                .formats
+                .iter()
+                .map(|(f, n, p)| if f == "text" { format!("{n} text") } else { format!("{n} {f} ({p} pages)") })
+                .collect();
+            s.push_str(&format!(
+                "Documents: {}{}. Their text was extracted page by page: grep and search hits in them also give \"page\" (its number), \"page_label\" (what the document prints) and \"page_line\", and read(path, page=N) reads one page.\n",
+                formats.join(", "),
+                if self.ocr_pages > 0 { format!("; {} scanned pages read by OCR", self.ocr_pages) } else { String::new() }
+            ));
+        }
         s.push_str("Files (characters):\n");
         for (path, chars) in self.sizes.iter().take(max_files) {
-            s.push_str(&format!("  {path} ({chars})\n"));
+            match self.pages.get(path) {
+                Some((n, unit)) => {
+                    s.push_str(&format!("  {path} ({chars}; {n} {unit}{})\n", if *n == 1 { "" } else { "s" }))
+                }
+                None => s.push_str(&format!("  {path} ({chars})\n")),
+            }
         }
         if self.sizes.len() > max_files {
             s.push_str(&format!("  ... and {} more files (list them with files())\n", self.sizes.len() - max_files));
@@ -102,6 +147,8 @@ impl RecordShape {
                 // The header names the fields; quoted cells holding the separator are rare in
                 // headers, and the count is only an estimate for the prompt.
                 let Some(header) = rows.next() else { continue };
+                // Extraction gives every sheet's rows as tab-separated lines, CSV included.
+                let sep = if header.contains('\t') { '\t' } else { sep };
                 let n = rows.count();
                 lines += n;
                 count += n;
@@ -233,6 +280,35 @@ mod tests {
             assert_eq!(line_fields(line), None, "{line}");
         }
         assert_eq!(line_fields("a: 1\tb: 2"), Some(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn paged_documents_are_described_with_their_formats_and_pages() {
+        use quarry_index::{Document, Kind, Layout, PageSpan};
+        let page = |number: u32| PageSpan {
+            number,
+            label: number.to_string(),
+            first_line: number as usize,
+            line_count: 1,
+            ocr: number == 2,
+            note: None,
+        };
+        let pdf =
+            Layout { format: Kind::Pdf, extractor: "pdfium".into(), pages: vec![page(1), page(2)], warnings: vec![] };
+        let f = Folder::from_parts(
+            "/data",
+            vec![
+                (Document { path: "msa.pdf".into(), text: "one\ntwo\n".into() }, pdf),
+                (Document { path: "notes.txt".into(), text: "x".into() }, Layout::text(1)),
+            ],
+        );
+        let text = FolderSummary::of(&f).describe(10);
+        assert!(text.contains("Documents: 1 pdf (2 pages), 1 text; 1 scanned pages read by OCR."), "{text}");
+        assert!(text.contains("read(path, page=N)"), "{text}");
+        assert!(text.contains("  msa.pdf (8; 2 pages)\n") && text.contains("  notes.txt (1)\n"), "{text}");
+        // A folder of text files is described as before.
+        let (_d, f) = folder(&[("a.txt", "x")]);
+        assert!(!FolderSummary::of(&f).describe(10).contains("page"));
     }
 
     #[test]

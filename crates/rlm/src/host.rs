@@ -13,10 +13,10 @@ use crate::CancelToken;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use quarry_index::{passages, Bm25, Document, Folder};
+use quarry_index::{passages, Bm25, Document, Folder, Layout};
 
 use quarry_llm::{ChatRequest, LanguageModel, Usage};
-use quarry_repl::{DocumentsHost, HostFunctions, HostResult, Source};
+use quarry_repl::{DocumentsHost, HostFunctions, HostResult, PageRef, Source};
 use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
@@ -70,6 +70,9 @@ pub struct RunHost {
     handle: Handle,
     sub: Arc<dyn LanguageModel>,
     documents: DocumentsHost,
+    /// The page layouts of paged documents (PDF, Office, EPUB, mail), by path: grep and search
+    /// hits name their page, and `read(path, page=...)` reads one.
+    layouts: HashMap<String, Layout>,
     max_sub_calls: usize,
     sub_max_tokens: Option<usize>,
     stats: Arc<SubCallStats>,
@@ -105,6 +108,7 @@ impl RunHost {
             handle,
             sub,
             documents: DocumentsHost { documents },
+            layouts: HashMap::new(),
             max_sub_calls,
             sub_max_tokens,
             stats,
@@ -116,6 +120,30 @@ impl RunHost {
             sub_grammars: false,
             answered: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The layouts of the run's paged documents (text files need none: they are one page).
+    pub fn with_layouts(mut self, layouts: HashMap<String, Layout>) -> RunHost {
+        self.layouts = layouts.into_iter().filter(|(_, l)| l.is_paged()).collect();
+        self
+    }
+
+    /// Adds `page` (the physical number) and `page_label` to a hit on a paged document, and
+    /// `page_line`, the hit's line counted within that page.
+    fn with_page(&self, mut hit: Value) -> Value {
+        let located = hit
+            .get("path")
+            .and_then(Value::as_str)
+            .and_then(|p| self.layouts.get(p))
+            .zip(hit.get("line").and_then(Value::as_u64))
+            .and_then(|(layout, line)| layout.locate(line as usize))
+            .map(|(page, line)| (page.number, page.label.clone(), line));
+        if let (Some((number, label, line)), Some(obj)) = (located, hit.as_object_mut()) {
+            obj.insert("page".into(), number.into());
+            obj.insert("page_label".into(), label.into());
+            obj.insert("page_line".into(), line.into());
+        }
+        hit
     }
 
     /// Ends sub-calls at `deadline` (the run's wall-clock limit); a child run gets what is left.
@@ -164,12 +192,12 @@ impl RunHost {
             match context {
                 Some(text) => child.run_text(text, prompt, cancel, |_| {}).await,
                 None => {
-                    let docs = self
-                        .documents
-                        .documents
-                        .iter()
-                        .map(|(path, text)| Document { path: path.clone(), text: text.clone() });
-                    child.run(&Folder::from_documents("", docs.collect()), prompt, cancel, |_| {}).await
+                    let parts = self.documents.documents.iter().map(|(path, text)| {
+                        let layout =
+                            self.layouts.get(path).cloned().unwrap_or_else(|| Layout::text(text.lines().count()));
+                        (Document { path: path.clone(), text: text.clone() }, layout)
+                    });
+                    child.run(&Folder::from_parts("", parts.collect()), prompt, cancel, |_| {}).await
                 }
             }
         });
@@ -362,7 +390,7 @@ impl HostFunctions for RunHost {
                     return Ok(Value::Array(hits));
                 }
                 if re.is_match(line) {
-                    hits.push(serde_json::json!({ "path": path, "line": i + 1, "text": line }));
+                    hits.push(self.with_page(serde_json::json!({ "path": path, "line": i + 1, "text": line })));
                 }
             }
         }
@@ -385,10 +413,10 @@ impl HostFunctions for RunHost {
             .search(query, k)
             .into_iter()
             .map(|(score, p)| {
-                serde_json::json!({
+                self.with_page(serde_json::json!({
                     "path": p.path, "line": p.line_start, "line_end": p.line_end,
                     "score": (score * 1000.0).round() / 1000.0, "text": p.text,
-                })
+                }))
             })
             .collect();
         self.note_hits(&hits);
@@ -399,8 +427,37 @@ impl HostFunctions for RunHost {
         self.stats.note(sources.iter().cloned());
     }
 
-    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>) -> HostResult<String> {
-        self.documents.read(path, start, end)
+    /// With `page`, lines `start..=end` of that page (1-based within it); without, of the whole
+    /// document.
+    fn read(&self, path: &str, start: Option<usize>, end: Option<usize>, page: Option<&PageRef>) -> HostResult<String> {
+        let Some(page) = page else { return self.documents.read(path, start, end, None) };
+        let Some(layout) = self.layouts.get(path) else {
+            return self.documents.read(path, start, end, Some(page));
+        };
+        let span = match page {
+            PageRef::Number(n) => layout.page(*n),
+            PageRef::Label(l) => layout.page_labelled(l).or_else(|| l.parse().ok().and_then(|n| layout.page(n))),
+        }
+        .ok_or_else(|| {
+            let labels: Vec<&str> = layout.pages.iter().take(8).map(|p| p.label.as_str()).collect();
+            format!(
+                "{path} has no page {page}: its {} {}s are numbered 1 to {} (labels {}{})",
+                layout.pages.len(),
+                layout.format.unit(),
+                layout.pages.len(),
+                labels.join(", "),
+                if layout.pages.len() > 8 { ", ..." } else { "" }
+            )
+        })?;
+        if span.line_count == 0 {
+            return Ok(String::new());
+        }
+        let first = span.first_line + start.unwrap_or(1).max(1) - 1;
+        let last = span.first_line + end.unwrap_or(span.line_count).min(span.line_count) - 1;
+        if first > last {
+            return Ok(String::new());
+        }
+        self.documents.read(path, Some(first), Some(last), None)
     }
 
     fn files(&self, glob: &str) -> HostResult<Vec<String>> {

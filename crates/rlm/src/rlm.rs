@@ -147,6 +147,8 @@ struct Input {
     /// What the root model is told about the context.
     description: String,
     documents: Vec<(String, String)>,
+    /// Page layouts by path (paged documents only matter).
+    layouts: std::collections::HashMap<String, quarry_index::Layout>,
     /// `context` is one `str` rather than a list of documents.
     text: bool,
     /// How the first turn is asked to start.
@@ -193,6 +195,7 @@ impl Rlm {
         let input = Input {
             description: summary.describe(self.config.max_listed_files),
             documents: folder.documents().iter().map(|d| (d.path.clone(), d.text.clone())).collect(),
+            layouts: folder.entries().map(|(d, l)| (d.path.clone(), l.clone())).collect(),
             text: false,
             first_step: match (&summary.records, summary.has_python()) {
                 (Some(_), _) => FIRST_STEP_RECORDS,
@@ -216,6 +219,7 @@ impl Rlm {
                 chars / 4
             ),
             documents: vec![("context".into(), text)],
+            layouts: Default::default(),
             text: true,
             first_step: FIRST_STEP,
         };
@@ -232,7 +236,7 @@ impl Rlm {
         }
         let started = Instant::now();
         let budget = self.config.budget.clone();
-        let Input { description, documents, text, first_step } = input;
+        let Input { description, documents, layouts, text, first_step } = input;
         on_event(&Event::RunStarted {
             question: question.into(),
             root_model: self.root.name().into(),
@@ -255,6 +259,7 @@ impl Rlm {
                 cancel.clone(),
                 tx,
             )
+            .with_layouts(layouts)
             .with_recursion(recursion)
             .with_deadline(deadline)
             .with_sub_grammars(self.config.sub_accepts_grammar),

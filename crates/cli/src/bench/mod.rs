@@ -1,6 +1,7 @@
 //! `quarry bench ...`: speed measurements printed next to the reference they compete with,
 //! measured in the same run.
 
+mod extract;
 mod llm;
 mod repl;
 
@@ -10,6 +11,8 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// The local engine: raw llama.cpp vs served, concurrency, prefix caching.
     Llm(llm::BenchLlmArgs),
+    /// Document extraction: pages/s and MB/s by format, next to pdftotext on the same PDFs.
+    Extract(extract::BenchExtractArgs),
     /// The sandboxed REPL: worker spawn, execution and llm_query round trips, context loading.
     Repl(repl::BenchReplArgs),
 }
@@ -18,6 +21,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         BenchCommand::Llm(args) => llm::run(args).await,
         BenchCommand::Repl(args) => repl::run(args),
+        BenchCommand::Extract(args) => extract::run(args),
     }
 }
 

@@ -170,9 +170,16 @@ def search(query, k=10):
     return _call("search", query=str(query), k=int(k))
 
 
-def read(path, start=None, end=None):
-    """The text of one document, optionally only lines `start`..`end`."""
-    return _call("read", path=str(path), start=start, end=end)
+def read(path, start=None, end=None, page=None):
+    """The text of one document, optionally only lines `start`..`end`.
+
+    `page` reads one page of a paged document (a PDF page, a slide, a sheet): its number as grep
+    hits give it (`page=12`) or its label (`page="iv"`); `start`/`end` then count lines within
+    that page.
+    """
+    if page is not None and not isinstance(page, int):
+        page = str(page)
+    return _call("read", path=str(path), start=start, end=end, page=page)
 
 
 def files(glob="*"):
@@ -479,7 +486,13 @@ def _line_fields(line):
 def _table_records(text, path, delimiter, out):
     import csv
 
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # Quarry's extraction turns CSV rows into tab-separated lines (cells unquoted), as it does
+    # for every sheet; a text that is still comma-separated keeps its quoting.
+    first = text.lstrip("\n").split("\n", 1)[0]
+    if "\t" in first:
+        rows = csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        rows = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = None
     for row in rows:
         if not any(cell.strip() for cell in row):

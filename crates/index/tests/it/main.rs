@@ -1,0 +1,10 @@
+//! quarry-index's integration tests: one binary, a module per area (ripgrep's layout). They
+//! read the real files of `../shared/corpora/documents` and run the confined worker binary of
+//! this crate (`quarry-extract-worker`); PDFium comes from `scripts/install-deps.sh`.
+
+mod common;
+mod corpus;
+mod folder;
+mod formats;
+mod hostile;
+mod worker;
