@@ -41,8 +41,9 @@ build: ui
 models-demo: build
 	$(QUARRY) models fetch $(ROOT_MODEL) $(SUB_MODEL)
 
+# Both default models: the document test answers through the default root, as a user's run does.
 models-test: build
-	$(QUARRY) models fetch $(SUB_MODEL)
+	$(QUARRY) models fetch $(ROOT_MODEL) $(SUB_MODEL)
 
 rust-test: build
 	$(CARGO) test --release --workspace

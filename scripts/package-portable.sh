@@ -2,7 +2,9 @@
 # Lays out a portable `quarry` (built by `make portable`) as it installs: bin/quarry, and
 # lib/quarry/ with llama.cpp's shared libraries and ggml's CPU kernel variants. The AMX variant
 # (sapphirerapids) is left out: llama.cpp's AMX kernels crash (ggml-org/llama.cpp#20824), and
-# the engine refuses to load it anyway (crates/engine/src/system.rs).
+# the engine refuses to load it anyway (crates/engine/src/system.rs). libpdfium (from
+# install-deps.sh's cache, the pypdfium2 wheel's) goes beside them: the extraction worker looks
+# for it in ../lib/quarry (crates/index/src/extract/pdfium.rs).
 #
 #   scripts/package-portable.sh target/portable/release dist/quarry-portable
 set -euo pipefail
@@ -28,4 +30,11 @@ for variant in "$backends"/*.so; do
     *) cp -L "$variant" "$out/lib/quarry/";;
   esac
 done
+pdfium="${QUARRY_PDFIUM:-${XDG_CACHE_HOME:-$HOME/.cache}/quarry/pdfium/libpdfium.so}"
+if [ -f "$pdfium" ]; then
+  cp -L "$pdfium" "$out/lib/quarry/libpdfium.so"
+  [ -f "$(dirname "$pdfium")/VERSION" ] && cp "$(dirname "$pdfium")/VERSION" "$out/lib/quarry/VERSION"
+else
+  echo "warning: no libpdfium at $pdfium (run scripts/install-deps.sh); PDFs will be read by the fallback engine only" >&2
+fi
 echo "portable quarry in $out: $(ls "$out/lib/quarry" | wc -l) libraries ($(du -sh "$out" | cut -f1))"

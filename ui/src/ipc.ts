@@ -94,6 +94,8 @@ export type Citation = {
   /** As a reader wants it: `contracts/msa.pdf p. 12, lines 3–5`, or `notes.txt:3-5`. */
   location: string;
   verified: boolean;
+  /** The answer cited nothing; Quarry found this among the lines the run read. */
+  found?: boolean;
   check: string;
   problem?: string;
 };

@@ -110,6 +110,9 @@ fn print_sources(answer: &Answer) {
         let mark = if c.verified { "✓" } else { "✗" };
         match &c.problem {
             Some(p) => println!("  {mark} {} ({p})", c.location),
+            None if c.found => {
+                println!("  {mark} {} (the answer cited nothing; found among the lines the run read)", c.location)
+            }
             None => println!("  {mark} {}", c.location),
         }
     }

@@ -106,20 +106,15 @@ pub async fn read_folder(dir: &std::path::Path) -> anyhow::Result<quarry_index::
     watcher.abort();
     let folder = loaded??;
     let summary = folder.summary();
-    let formats: Vec<String> = summary
-        .formats
-        .iter()
-        .map(|(format, files, pages)| match format.as_str() {
-            "text" => format!("{files} text"),
-            _ => format!("{files} {format} ({pages} {})", if *pages == 1 { "page" } else { "pages" }),
-        })
-        .collect();
+    let formats = match summary.formats.iter().all(|(f, ..)| f == "text") {
+        true => String::new(),
+        false => format!(": {}", summary.formats_line()),
+    };
     eprintln!(
-        "Read {}: {} files, {} characters: {}{}{} in {:.1} s",
+        "Read {}: {} files, {} characters{formats}{}{} in {:.1} s",
         dir.display(),
         folder.documents().len(),
         folder.total_chars(),
-        formats.join(", "),
         if summary.ocr_pages > 0 { format!("; {} pages by OCR", summary.ocr_pages) } else { String::new() },
         if folder.skipped().is_empty() { String::new() } else { format!("; {} skipped", folder.skipped().len()) },
         started.elapsed().as_secs_f64()

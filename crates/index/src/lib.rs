@@ -259,6 +259,8 @@ pub enum LoadEvent {
 pub struct Summary {
     /// (format, files, pages)
     pub formats: Vec<(String, usize, usize)>,
+    /// What a page of each format is ("page", "slide", "sheet", ...), in the order of `formats`.
+    pub units: Vec<&'static str>,
     pub ocr_pages: usize,
     pub skipped: usize,
 }
@@ -461,7 +463,26 @@ impl Folder {
         let mut formats: Vec<(String, usize, usize)> =
             by.into_iter().map(|(k, (f, p))| (k.to_string(), f, p)).collect();
         formats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        Summary { formats, ocr_pages, skipped: self.skipped.len() }
+        let units = formats
+            .iter()
+            .map(|(f, ..)| Kind::ALL.iter().find(|k| k.name() == f).map_or("page", |k| k.unit()))
+            .collect();
+        Summary { formats, units, ocr_pages, skipped: self.skipped.len() }
+    }
+}
+
+impl Summary {
+    /// `3 pdf (212 pages), 2 docx (5 sections), 4 text`: files and pages by format.
+    pub fn formats_line(&self) -> String {
+        self.formats
+            .iter()
+            .zip(&self.units)
+            .map(|((format, files, pages), unit)| match format.as_str() {
+                "text" => format!("{files} text"),
+                _ => format!("{files} {format} ({pages} {unit}{})", if *pages == 1 { "" } else { "s" }),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -49,6 +49,10 @@ pub struct Citation {
     /// Why an unverified citation failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The answer cited nothing, and Quarry found these lines among those the run read (grep
+    /// and search hits, chunks sent to sub-calls) holding the answer's numbers or quotes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub found: bool,
 }
 
 /// What was checked in the cited lines.
@@ -74,6 +78,9 @@ pub fn cite(answer: &str, folder: &Folder) -> Vec<Citation> {
 /// the order they were seen) where the claim checks out by quote or number.
 pub fn cite_with_sources(answer: &str, folder: &Folder, sources: &[Source]) -> Vec<Citation> {
     let found = find(answer, folder);
+    if found.is_empty() {
+        return found_in_sources(answer, folder, sources).into_iter().collect();
+    }
     let mut out: Vec<Citation> = Vec::new();
     for (i, f) in found.iter().enumerate() {
         let claim = claim_for(answer, &found, i);
@@ -92,6 +99,29 @@ pub fn cite_with_sources(answer: &str, folder: &Folder, sources: &[Source]) -> V
         }
     }
     out
+}
+
+/// For an answer that cites nothing: the first range the run looked at whose lines hold every
+/// number (or quote) of the answer, marked [`Citation::found`]. The 1.5B root wrote "100,000
+/// shares" after its grep had printed `sphere3d-consulting.pdf 52 A total of 100,000 of the
+/// Company's restricted common stock`, but no path:line; a reader still needs to see where.
+/// An answer with neither numbers nor quotes gets none: existence proves nothing.
+fn found_in_sources(answer: &str, folder: &Folder, sources: &[Source]) -> Option<Citation> {
+    if quotes_in(answer).is_empty() && numbers_in(answer).is_empty() {
+        return None;
+    }
+    sources.iter().take(2_000).find_map(|s| {
+        let f = Found {
+            span: (0, 0),
+            path: s.path.clone(),
+            lines: Some((s.line_start, s.line_end)),
+            page: None,
+            unknown: false,
+        };
+        let mut c = verify(&f, answer, folder);
+        c.found = true;
+        (c.verified && c.check != Check::Exists).then_some(c)
+    })
 }
 
 /// A citation as written, before verification.
@@ -289,6 +319,7 @@ fn check(f: &Found, claim: &str, folder: &Folder) -> Citation {
         verified: false,
         check: Check::Exists,
         problem: None,
+        found: false,
     };
     let doc = match folder.document(&f.path) {
         Some(d) if !f.unknown => d,
@@ -516,6 +547,20 @@ mod tests {
         // "page" followed by a word is prose, and the citation is the bare file.
         let c = cite("The msa.pdf page describes fees.", &f);
         assert_eq!(located(&c), [("contracts/msa.pdf", None, true)]);
+    }
+
+    #[test]
+    fn an_answer_citing_nothing_gets_the_first_line_the_run_read_that_holds_its_numbers() {
+        let f = paged();
+        let src = |a, b| Source { path: "contracts/msa.pdf".into(), line_start: a, line_end: b };
+        let c = cite_with_sources("5,000 a month", &f, &[src(2, 2), src(3, 3), src(3, 4)]);
+        assert_eq!(located(&c), [("contracts/msa.pdf p. 1, line 1", Some(2), true)]);
+        assert!(c[0].found);
+        // Nothing read holds the number, or there is nothing to check: no citation.
+        assert!(cite_with_sources("7,000 a month", &f, &[src(1, 4)]).is_empty());
+        assert!(cite_with_sources("Delaware", &f, &[src(4, 4)]).is_empty());
+        // A cited answer is left as written.
+        assert!(!cite_with_sources("5,000 (msa.pdf:3)", &f, &[src(3, 3)])[0].found);
     }
 
     #[test]

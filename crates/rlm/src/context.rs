@@ -23,8 +23,8 @@ pub struct FolderSummary {
     /// Paged documents (PDF, Office, EPUB, mail) by path: how many pages, and what a page is
     /// ("page", "slide", "sheet", ...).
     pub pages: BTreeMap<String, (usize, &'static str)>,
-    /// (format, files, pages), most files first, when any document is paged.
-    pub formats: Vec<(String, usize, usize)>,
+    /// Files and pages by format (`1 pdf (4 pages), 2 text`), when any document is paged.
+    pub formats: String,
     pub ocr_pages: usize,
 }
 
@@ -53,10 +53,10 @@ impl FolderSummary {
             .map(|(d, l)| (d.path.clone(), (l.pages.len(), l.format.unit())))
             .collect();
         let (formats, ocr_pages) = match pages.is_empty() {
-            true => (Vec::new(), 0),
+            true => (String::new(), 0),
             false => {
                 let s = folder.summary();
-                (s.formats, s.ocr_pages)
+                (s.formats_line(), s.ocr_pages)
             }
         };
         FolderSummary {
@@ -82,15 +82,14 @@ impl FolderSummary {
         let types: Vec<String> = self.types.iter().map(|(t, n)| format!("{t}: {n}")).collect();
         s.push_str(&format!("File types: {}.\n", types.join(", ")));
         if !self.pages.is_empty() {
-            let formats: Vec<String> = self
-                .formats
-                .iter()
-                .map(|(f, n, p)| if f == "text" { format!("{n} text") } else { format!("{n} {f} ({p} pages)") })
-                .collect();
             s.push_str(&format!(
                 "Documents: {}{}. Their text was extracted page by page: grep and search hits in them also give \"page\" (its number), \"page_label\" (what the document prints) and \"page_line\", and read(path, page=N) reads one page.\n",
-                formats.join(", "),
-                if self.ocr_pages > 0 { format!("; {} scanned pages read by OCR", self.ocr_pages) } else { String::new() }
+                self.formats,
+                match self.ocr_pages {
+                    0 => String::new(),
+                    1 => "; 1 scanned page read by OCR".into(),
+                    n => format!("; {n} scanned pages read by OCR"),
+                }
             ));
         }
         s.push_str("Files (characters):\n");
@@ -303,7 +302,7 @@ mod tests {
             ],
         );
         let text = FolderSummary::of(&f).describe(10);
-        assert!(text.contains("Documents: 1 pdf (2 pages), 1 text; 1 scanned pages read by OCR."), "{text}");
+        assert!(text.contains("Documents: 1 pdf (2 pages), 1 text; 1 scanned page read by OCR."), "{text}");
         assert!(text.contains("read(path, page=N)"), "{text}");
         assert!(text.contains("  msa.pdf (8; 2 pages)\n") && text.contains("  notes.txt (1)\n"), "{text}");
         // A folder of text files is described as before.

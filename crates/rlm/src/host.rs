@@ -39,6 +39,36 @@ const TIME_UP: &str = "the run's time limit is reached; answer with what you hav
 /// Characters of a prompt or response shown in sub-call events.
 const PREVIEW_CHARS: usize = 200;
 
+/// Longest hit text `grep` returns; a longer line is cut to a window around the match.
+const MAX_HIT_CHARS: usize = 400;
+
+/// `line`, or for a line longer than [`MAX_HIT_CHARS`] the window of it around the match at
+/// `start..end`, with `…` where it was cut (ripgrep's `--max-columns-preview`). Extracted Word
+/// paragraphs run to 3,000 characters: the 1.5B root printed ten hits of a contract's table of
+/// contents and never saw the eleventh, the one it needed; `read(path, line, line)` gives the
+/// whole line.
+fn hit_preview(line: &str, start: usize, end: usize) -> String {
+    if line.chars().count() <= MAX_HIT_CHARS {
+        return line.to_string();
+    }
+    let floor = |mut i: usize| {
+        while !line.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let context = MAX_HIT_CHARS.saturating_sub(end - start) / 2;
+    let from = floor(start.saturating_sub(context));
+    let to = floor((end + context).min(line.len()));
+    let to = if to < end { end } else { to };
+    format!(
+        "{}{}{}",
+        if from > 0 { "\u{2026}" } else { "" },
+        &line[from..to],
+        if to < line.len() { "\u{2026}" } else { "" }
+    )
+}
+
 /// The shared counters a run reads after each execution.
 #[derive(Debug, Default)]
 pub struct SubCallStats {
@@ -90,6 +120,8 @@ pub struct RunHost {
     /// again would pay for the same answer: the 1.5B root re-ran a 33-prompt `llm_classify`
     /// with only its counting line changed and ran out of time (oolong-8k-000, docs/results.md).
     answered: Mutex<HashMap<(String, Option<String>), String>>,
+    /// What the loop should tell the root after this execution (see [`RunHost::take_notes`]).
+    notes: Mutex<Vec<String>>,
 }
 
 impl RunHost {
@@ -119,6 +151,7 @@ impl RunHost {
             deadline: None,
             sub_grammars: false,
             answered: Mutex::new(HashMap::new()),
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -150,6 +183,59 @@ impl RunHost {
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> RunHost {
         self.deadline = deadline;
         self
+    }
+
+    /// Notes on the host calls of the last execution, for the loop's feedback; taking them
+    /// clears them.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().expect("notes lock"))
+    }
+
+    /// A grep of several words that matched no line: which of its words occur on their own.
+    /// The 1.5B root grepped the question's phrase ("Sphere 3D consulting agreement") six
+    /// turns running and, finding nothing, made the answer up; the words it needed were there.
+    fn note_empty_grep(&self, pattern: &str, glob: Option<&str>) {
+        let words: Vec<&str> = pattern.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).fold(
+            Vec::new(),
+            |mut v, w| {
+                if !v.iter().any(|x: &&str| x.eq_ignore_ascii_case(w)) {
+                    v.push(w);
+                }
+                v
+            },
+        );
+        if words.len() < 2 {
+            return;
+        }
+        let counts: Vec<(&str, usize)> = words
+            .iter()
+            .map(|w| {
+                let needle = w.to_lowercase();
+                let n = self
+                    .documents
+                    .documents
+                    .iter()
+                    .filter(|(path, _)| glob.is_none_or(|g| quarry_repl::host::glob_matches(g, path)))
+                    .flat_map(|(_, text)| text.lines())
+                    .filter(|l| l.to_lowercase().contains(&needle))
+                    .count();
+                (*w, n)
+            })
+            .collect();
+        let found: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(w, n)| format!("{w:?} ({n} line{})", if *n == 1 { "" } else { "s" }))
+            .collect();
+        let note = if found.is_empty() {
+            format!("grep({pattern:?}) matched no line, and none of its words occurs in the documents: they say it in other words; grep for a word the answer itself would contain.\n")
+        } else {
+            format!(
+                "grep({pattern:?}) matched no line, but its words occur on their own: {}. Grep for one distinctive word, or for words the answer itself would contain, not for the whole phrase.\n",
+                found.join(", ")
+            )
+        };
+        self.notes.lock().expect("notes lock").push(note);
     }
 
     /// Whether `text` occurs (as written) in any document of the run.
@@ -381,20 +467,24 @@ impl HostFunctions for RunHost {
             .build()
             .map_err(|e| format!("bad pattern {pattern:?}: {e}"))?;
         let mut hits = Vec::new();
-        for (path, text) in &self.documents.documents {
+        'documents: for (path, text) in &self.documents.documents {
             if glob.is_some_and(|g| !quarry_repl::host::glob_matches(g, path)) {
                 continue;
             }
             for (i, line) in text.lines().enumerate() {
                 if hits.len() >= max_results {
-                    return Ok(Value::Array(hits));
+                    break 'documents;
                 }
-                if re.is_match(line) {
-                    hits.push(self.with_page(serde_json::json!({ "path": path, "line": i + 1, "text": line })));
+                if let Some(m) = re.find(line) {
+                    let text = hit_preview(line, m.start(), m.end());
+                    hits.push(self.with_page(serde_json::json!({ "path": path, "line": i + 1, "text": text })));
                 }
             }
         }
         self.note_hits(&hits);
+        if hits.is_empty() {
+            self.note_empty_grep(pattern, glob);
+        }
         Ok(Value::Array(hits))
     }
 
@@ -462,5 +552,18 @@ impl HostFunctions for RunHost {
 
     fn files(&self, glob: &str) -> HostResult<Vec<String>> {
         self.documents.files(glob)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_hit_line_is_cut_to_a_window_around_its_match() {
+        let line = format!("{}needle{}", "a".repeat(1000), "é".repeat(1000));
+        let start = line.find("needle").unwrap();
+        let p = super::hit_preview(&line, start, start + 6);
+        assert!(p.starts_with('\u{2026}') && p.ends_with('\u{2026}') && p.contains("aaaneedleééé"), "{p}");
+        assert!(p.chars().count() <= super::MAX_HIT_CHARS + 2, "{}", p.chars().count());
+        assert_eq!(super::hit_preview("short needle", 6, 12), "short needle");
     }
 }

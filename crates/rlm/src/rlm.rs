@@ -516,6 +516,9 @@ impl Rlm {
             for r in &runs {
                 feedback.push_str(&absent_words_note(r, |s| corpus.occurs(s)));
             }
+            for note in corpus.take_notes() {
+                feedback.push_str(&note);
+            }
             // Small models loop on one block; say so, since seeing the same output again does
             // not make them move on.
             let previous = trajectory.iterations.iter().rev().nth(1).map(|it| &it.code_blocks);
@@ -735,7 +738,7 @@ impl Run {
         on_event: &mut F,
     ) -> Result<Option<(String, AnswerSource)>> {
         self.messages.push(ChatMessage::user(format!(
-            "Stop: {}. No more code will run. Answer the question now from what you have found so far.\nQuestion: {question}\nReply with one line: FINAL(your answer)",
+            "Stop: {}. No more code will run. Answer the question now from what you have found so far, citing the path:line of each fact as the output showed it.\nQuestion: {question}\nReply with one line: FINAL(your answer)",
             stop.describe()
         )));
         let grammar = (rlm.config.accepts_grammar && rlm.config.root_grammar).then_some(FINAL_GRAMMAR);

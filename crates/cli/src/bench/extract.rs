@@ -1,6 +1,7 @@
 //! `quarry bench extract --corpus DIR [--json] [--workers N]`: pages/s and MB/s by format,
 //! `pdftotext` on the same PDFs in the same run, peak RSS (quarry_index::extract::bench).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,10 +24,15 @@ pub struct BenchExtractArgs {
 pub fn run(args: BenchExtractArgs) -> anyhow::Result<ExitCode> {
     let corpus = args.corpus.canonicalize()?;
     let config = ExtractorConfig { worker: WorkerCommand::current_exe(), ..Default::default() };
+    let tty = std::io::stderr().is_terminal();
     let report = bench::run(&corpus, config, args.workers, &mut |i, n, f| {
-        eprint!("\r[{}/{n}] {}\x1b[K", i + 1, f.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+        if tty {
+            eprint!("\r[{}/{n}] {}\x1b[K", i + 1, f.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+        }
     })?;
-    eprintln!();
+    if tty {
+        eprintln!();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -115,7 +115,7 @@ fn ask_finds_a_needle_with_the_real_model() {
     assert_eq!(v["iterations"], 1, "{v}");
     assert!(v["citations"].is_array(), "{v}");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 20);
-    assert!(text(&out.stderr).contains("Reading "), "progress goes to stderr");
+    assert!(text(&out.stderr).contains("Read "), "progress goes to stderr");
 }
 
 #[test]

@@ -13,3 +13,24 @@ pub fn result_line(stdout: &[u8]) -> serde_json::Value {
     assert!(events.iter().all(|e| e["type"].is_string() && e["type"] != "result"), "{text}");
     last.clone()
 }
+
+/// `$QUARRY_CORPORA/documents` (else the first `shared/corpora` beside the checkout or a parent
+/// of it): the real PDF, Office and mail files of the document tests. Fails without it rather
+/// than pass vacuously.
+pub fn documents() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    let corpora = std::env::var_os("QUARRY_CORPORA").map(PathBuf::from).or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/corpora"))
+            .chain([PathBuf::from("/work/shared/corpora")])
+            .find(|c| c.join("documents/real/MANIFEST.tsv").is_file())
+    });
+    let p = corpora.unwrap_or_default().join("documents");
+    assert!(
+        p.join("real/MANIFEST.tsv").is_file(),
+        "the document corpus is missing at {} (set QUARRY_CORPORA to the folder holding documents/)",
+        p.display()
+    );
+    p
+}

@@ -1,9 +1,11 @@
-//! The `quarry` binary's integration tests, one binary: the commands end to end, `quarry serve`
+//! The `quarry` binary's integration tests, one binary: the commands end to end (a data room
+//! of real documents among them), `quarry serve`
 //! as a real process, the loop against the real 0.5B model served by it, and a build without
 //! AMX kernels.
 
 mod cli;
 mod common;
+mod documents;
 mod no_amx;
 mod repl;
 mod rlm_real_model;

@@ -7,15 +7,21 @@ use std::path::{Path, PathBuf};
 
 use quarry_index::extract::{Extractor, ExtractorConfig, WorkerCommand};
 
-/// `../shared/corpora/documents` (or `$QUARRY_DOCUMENTS`): the real files of issue 14. The
-/// tests fail without it rather than pass vacuously.
+/// `$QUARRY_CORPORA/documents`: the real files of issue 14. Without the variable, the first
+/// `shared/corpora` beside the checkout or one of its parents (a clone at /work/main finds
+/// /work/shared). The tests fail without it rather than pass vacuously.
 pub fn documents() -> PathBuf {
-    let p = std::env::var_os("QUARRY_DOCUMENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/documents"));
+    let corpora = std::env::var_os("QUARRY_CORPORA").map(PathBuf::from).or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/corpora"))
+            .chain([PathBuf::from("/work/shared/corpora")])
+            .find(|c| c.join("documents/real/MANIFEST.tsv").is_file())
+    });
+    let p = corpora.unwrap_or_default().join("documents");
     assert!(
         p.join("real/MANIFEST.tsv").is_file(),
-        "the document corpus is missing at {} (set QUARRY_DOCUMENTS)",
+        "the document corpus is missing at {} (set QUARRY_CORPORA to the folder holding documents/)",
         p.display()
     );
     p.canonicalize().unwrap()

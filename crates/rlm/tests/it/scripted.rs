@@ -978,3 +978,73 @@ async fn auto_answers_in_one_pass_when_the_folder_fits_and_runs_the_loop_when_no
     assert_eq!(a.answer.as_deref(), Some("42"));
     assert!(notices.iter().any(|n| n.contains("the RLM loop reads it")), "{notices:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phrase_grep_that_finds_nothing_is_told_which_of_its_words_occur() {
+    let o =
+        run(&["```repl\nhits = grep('needle value in omega', ignore_case=True)\nprint(len(hits))\n```", "FINAL(42)"])
+            .await;
+    let fed_back = o.root.last_user(1);
+    assert!(
+        fed_back.contains(
+            "grep(\"needle value in omega\") matched no line, but its words occur on their own: \"needle\" (1 line), \"omega\" (1 line)."
+        ),
+        "{fed_back}"
+    );
+    // A grep that matches says nothing of the kind.
+    let o = run(&["```repl\nprint(len(grep('needle is')))\n```", "FINAL(42)"]).await;
+    assert!(!o.root.last_user(1).contains("matched no line"), "{}", o.root.last_user(1));
+}
+
+/// A folder whose `contract.pdf` has two pages, labelled "i" and "1", as extraction lays it out.
+fn paged_folder() -> Folder {
+    use quarry_index::{Document, Kind, Layout, PageSpan};
+    let span = |number, label: &str, first_line| PageSpan {
+        number,
+        label: label.into(),
+        first_line,
+        line_count: 2,
+        ocr: false,
+        note: None,
+    };
+    let layout = Layout {
+        format: Kind::Pdf,
+        extractor: "test".into(),
+        pages: vec![span(1, "i", 1), span(2, "1", 3)],
+        warnings: Vec::new(),
+    };
+    let text = "Consulting Agreement\nContents\nThe fee is 5,000 a month.\nNew York law governs.\n";
+    Folder::from_parts(
+        "/data",
+        vec![
+            (Document { path: "contract.pdf".into(), text: text.into() }, layout),
+            (Document { path: "memo.txt".into(), text: "call Ann\n".into() }, Layout::text(1)),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grep_hits_name_their_page_read_takes_a_page_and_the_answer_cites_it() {
+    let root = Scripted::new(&[
+        "```repl\nh = grep('governs')[0]\nprint(h['path'], h['line'], h['page'], h['page_label'], h['page_line'])\nprint(repr(read('contract.pdf', page='1')))\nprint(repr(read('contract.pdf', page=1, start=2)))\nprint(read('contract.pdf', page=7))\n```",
+        "FINAL(New York law governs (contract.pdf:4).)",
+    ]);
+    let rlm = Rlm::new(root.clone(), Sub::new(), config(Budget::default()));
+    let folder = paged_folder();
+    let result = rlm.run(&folder, "Which law governs?", CancelToken::default(), |_| {}).await.unwrap();
+    let first = root.last_user(0);
+    assert!(first.contains("contract.pdf (78; 2 pages)") && first.contains("read(path, page=N)"), "{first}");
+    let fed_back = root.last_user(1);
+    assert!(fed_back.contains("contract.pdf 4 2 1 2"), "{fed_back}");
+    // page="1" is the page labelled 1 (physical page 2); page=1 is physical page 1.
+    assert!(fed_back.contains("'The fee is 5,000 a month.\\nNew York law governs.'"), "{fed_back}");
+    assert!(fed_back.contains("'Contents'"), "{fed_back}");
+    assert!(
+        fed_back.contains("contract.pdf has no page 7: its 2 pages are numbered 1 to 2 (labels i, 1)"),
+        "{fed_back}"
+    );
+    let answer = quarry_rlm::cite(result.answer.as_deref().unwrap(), &folder);
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].location, "contract.pdf p. 1, line 2");
+    assert_eq!((answer[0].page, answer[0].verified), (Some(2), true));
+}
