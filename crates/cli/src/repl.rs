@@ -54,9 +54,12 @@ pub fn run(args: ReplArgs) -> Result<ExitCode> {
             let folder = quarry_index::Folder::load(dir).with_context(|| format!("reading {}", dir.display()))?;
             config.readable.push(folder.root().to_path_buf());
             let docs: Vec<ContextDocument> = folder
-                .documents()
-                .iter()
-                .map(|d| ContextDocument { path: d.path.clone(), text: d.text.clone() })
+                .entries()
+                .map(|(d, layout)| ContextDocument {
+                    path: d.path.clone(),
+                    text: d.text.clone(),
+                    pages: quarry_rlm::page_marks(layout),
+                })
                 .collect();
             let host = DocumentsHost { documents: docs.iter().map(|d| (d.path.clone(), d.text.clone())).collect() };
             context = Some(Context::Documents(docs));

@@ -18,11 +18,23 @@ pub enum Context {
     Documents(Vec<ContextDocument>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ContextDocument {
     /// As citations show it: relative to the folder, `/`-separated.
     pub path: String,
     pub text: String,
+    /// Where each page of a paged document (PDF, Office, EPUB, mail) starts; empty for text.
+    /// Python's `Document.pages` and each `Chunk.page` come from it.
+    pub pages: Vec<PageMark>,
+}
+
+/// One page of a [`ContextDocument`]: its physical number, its label ("iv", a sheet's name) and
+/// its first line (1-based) in the document's text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PageMark {
+    pub number: u32,
+    pub label: String,
+    pub first_line: usize,
 }
 
 impl Context {
@@ -44,7 +56,9 @@ impl Context {
                 for doc in docs {
                     out.write_all(doc.text.as_bytes())?;
                     let end = offset + doc.text.len() as u64;
-                    entries.push((doc.path.as_str(), offset, end));
+                    let pages: Vec<(u32, &str, usize)> =
+                        doc.pages.iter().map(|p| (p.number, p.label.as_str(), p.first_line)).collect();
+                    entries.push((doc.path.as_str(), offset, end, pages));
                     offset = end;
                 }
                 out.flush()?;

@@ -49,7 +49,7 @@ pub mod protocol;
 pub mod worker;
 
 pub use client::{Environment, Repl, SandboxConfig, WorkerCommand, WorkerInfo};
-pub use context::{Context, ContextDocument};
+pub use context::{Context, ContextDocument, PageMark};
 pub use error::{Error, Result};
 pub use host::{DocumentsHost, EchoHost, HostFunctions, HostResult, NoHost};
 pub use protocol::{ContextInfo, Limits, PageRef, ReplResult, Source, Variable};

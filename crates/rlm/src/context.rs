@@ -7,6 +7,18 @@ use std::collections::BTreeMap;
 
 use quarry_index::Folder;
 
+/// Where each page of a paged document starts, for the REPL's `Document.pages` and `Chunk.page`.
+pub fn page_marks(layout: &quarry_index::Layout) -> Vec<quarry_repl::PageMark> {
+    if !layout.is_paged() {
+        return Vec::new();
+    }
+    layout
+        .pages
+        .iter()
+        .map(|p| quarry_repl::PageMark { number: p.number, label: p.label.clone(), first_line: p.first_line })
+        .collect()
+}
+
 /// The shape of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FolderSummary {

@@ -259,7 +259,7 @@ impl Rlm {
                 cancel.clone(),
                 tx,
             )
-            .with_layouts(layouts)
+            .with_layouts(layouts.clone())
             .with_recursion(recursion)
             .with_deadline(deadline)
             .with_sub_grammars(self.config.sub_accepts_grammar),
@@ -267,7 +267,15 @@ impl Rlm {
         let context = if text {
             Context::Text(documents.into_iter().next().map(|(_, t)| t).unwrap_or_default())
         } else {
-            Context::Documents(documents.into_iter().map(|(path, text)| ContextDocument { path, text }).collect())
+            Context::Documents(
+                documents
+                    .into_iter()
+                    .map(|(path, text)| {
+                        let pages = layouts.get(&path).map(crate::context::page_marks).unwrap_or_default();
+                        ContextDocument { path, text, pages }
+                    })
+                    .collect(),
+            )
         };
         let sandbox = self.config.sandbox.clone();
         let corpus = host.clone();

@@ -9,6 +9,7 @@
 # reserved names that survive assignment).
 
 import ast
+import bisect
 import builtins
 import collections
 import io
@@ -204,6 +205,20 @@ def FINAL_VAR(name):
     return None
 
 
+# Paged documents (PDF, Office, EPUB, mail): path -> (first lines, [(number, label)]), sorted by
+# first line. Set with the context; text files have no entry.
+_page_starts = {}
+
+
+def _page_at(path, line):
+    """(number, label) of the page of `path` holding document line `line`, or None."""
+    marks = _page_starts.get(path)
+    if not marks or not isinstance(line, int):
+        return None
+    i = bisect.bisect_right(marks[0], line) - 1
+    return marks[1][i] if i >= 0 else None
+
+
 class Document:
     """One file of the analysed folder; its text is decoded on first use."""
 
@@ -224,6 +239,17 @@ class Document:
 
     def lines(self):
         return self.text.splitlines()
+
+    @property
+    def pages(self):
+        """The pages of a paged document (PDF, Office, EPUB, mail), in order: dicts with "number",
+        "label" (what the document prints: "iv", "12", a sheet's name) and "first_line"; [] for
+        text. `read(path, page=n)` reads one."""
+        marks = _page_starts.get(self.path)
+        if not marks:
+            return []
+        return [{"number": n, "label": label, "first_line": first}
+                for first, (n, label) in zip(marks[0], marks[1])]
 
     def __iter__(self):
         # Its lines, as iterating a file gives: small models write `for line in doc`.
@@ -250,7 +276,9 @@ class Document:
         return self.text
 
     def __repr__(self):
-        return "Document(path=%r, bytes=%d)" % (self.path, self._end - self._start)
+        marks = _page_starts.get(self.path)
+        pages = ", pages=%d" % len(marks[0]) if marks else ""
+        return "Document(path=%r, bytes=%d%s)" % (self.path, self._end - self._start, pages)
 
 
 class Documents:
@@ -284,7 +312,8 @@ class Chunk(str):
     """A piece of a text cut by `chunks()`: a `str` (use it as one) that knows where it came from.
 
     `.path` is the document's path (None for a plain string), `.line_start` and `.line_end` the
-    1-based, inclusive lines it covers, `.source` the same as "path:start-end". Operations on it
+    1-based, inclusive lines it covers, `.source` the same as "path:start-end", `.page` the label
+    of the page it starts on (paged documents; None otherwise). Operations on it
     (`+`, slicing, `.strip()`) give plain strings.
     """
 
@@ -301,8 +330,15 @@ class Chunk(str):
     def source(self):
         return "%s:%s-%s" % ("<str>" if self.path is None else self.path, self.line_start, self.line_end)
 
+    @property
+    def page(self):
+        """The label of the page `line_start` is on, for a chunk of a paged document; else None."""
+        at = _page_at(self.path, self.line_start)
+        return at[1] if at else None
+
     def __repr__(self):
-        return "<chunk %s, %d chars>" % (self.source, len(self))
+        page = self.page
+        return "<chunk %s%s, %d chars>" % (self.source, "" if page is None else " (p. %s)" % page, len(self))
 
 
 def _positive_int(name, value, minimum):
@@ -1065,7 +1101,14 @@ def load_context(spec_json):
             # The mapping outlives the file object; the host never rewrites a context file in
             # place (each load gets a new name), so the mapping cannot be truncated under us.
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        context = Documents([Document(p, buf, s, e) for p, s, e in index])
+        _page_starts.clear()
+        docs = []
+        for entry in index:
+            p, s, e = entry[0], entry[1], entry[2]
+            if len(entry) > 3 and entry[3]:
+                _page_starts[p] = ([m[2] for m in entry[3]], [(m[0], m[1]) for m in entry[3]])
+            docs.append(Document(p, buf, s, e))
+        context = Documents(docs)
         info = {"kind": "documents", "documents": len(index), "chars": size}
     else:
         raise ValueError("unknown context kind %r" % kind)

@@ -178,9 +178,9 @@ fn a_text_context_is_a_str() {
 fn a_folder_context_is_a_lazy_sequence_of_documents() {
     let mut repl = repl();
     let docs = vec![
-        ContextDocument { path: "a.txt".into(), text: "one\ntwo".into() },
-        ContextDocument { path: "sub/é.md".into(), text: "ünïcode".into() },
-        ContextDocument { path: "empty.txt".into(), text: String::new() },
+        ContextDocument { pages: Vec::new(), path: "a.txt".into(), text: "one\ntwo".into() },
+        ContextDocument { pages: Vec::new(), path: "sub/é.md".into(), text: "ünïcode".into() },
+        ContextDocument { pages: Vec::new(), path: "empty.txt".into(), text: String::new() },
     ];
     let info = repl.load_context(&Context::Documents(docs)).unwrap();
     assert_eq!((info.kind.as_str(), info.documents), ("documents", 3));
@@ -372,9 +372,13 @@ fn chunks_rejects_bad_arguments_and_survives_assignment() {
 
 fn documents() -> Context {
     Context::Documents(vec![
-        ContextDocument { path: "a.txt".into(), text: "line one\nline two\nline three\nline four\n".into() },
-        ContextDocument { path: "b.md".into(), text: format!("# Title\n{}\nend", "x".repeat(50)) },
-        ContextDocument { path: "empty.txt".into(), text: String::new() },
+        ContextDocument {
+            pages: Vec::new(),
+            path: "a.txt".into(),
+            text: "line one\nline two\nline three\nline four\n".into(),
+        },
+        ContextDocument { pages: Vec::new(), path: "b.md".into(), text: format!("# Title\n{}\nend", "x".repeat(50)) },
+        ContextDocument { pages: Vec::new(), path: "empty.txt".into(), text: String::new() },
     ])
 }
 
@@ -424,12 +428,13 @@ fn records_parse_field_lines_json_lines_and_tables() {
     let mut repl = repl();
     repl.load_context(&Context::Documents(vec![
         ContextDocument {
+            pages: Vec::new(),
             path: "log.txt".into(),
             text: "Date: Jan 02, 2023 || User: 311 || Text: Great: really\nnot a record\n\nDate: Jan 03, 2023 || User: 75 || Text: Never again\n".into(),
         },
-        ContextDocument { path: "events.jsonl".into(), text: "{\"id\": 7, \"kind\": \"open\"}\n[1, 2]\n".into() },
-        ContextDocument { path: "fees.csv".into(), text: "name,amount\n\"Smith, J\",10.5\nDoe,05\n".into() },
-        ContextDocument { path: "prose.md".into(), text: "# Lease\nThe term is a year.\n".into() },
+        ContextDocument { pages: Vec::new(), path: "events.jsonl".into(), text: "{\"id\": 7, \"kind\": \"open\"}\n[1, 2]\n".into() },
+        ContextDocument { pages: Vec::new(), path: "fees.csv".into(), text: "name,amount\n\"Smith, J\",10.5\nDoe,05\n".into() },
+        ContextDocument { pages: Vec::new(), path: "prose.md".into(), text: "# Lease\nThe term is a year.\n".into() },
     ]))
     .unwrap();
     let r = run(&mut repl, "rs = records()\n[(r.path, r.line, dict(r)) for r in rs]");
@@ -507,8 +512,8 @@ fn prompts_built_from_chunks_name_their_sources() {
         (1..=60).map(|i| format!("Clause {i}: the supplier shall deliver item {i} within {i} days.\n")).collect();
     let other: String = (1..=10).map(|i| format!("Note {i}: nothing to see in this paragraph.\n")).collect();
     repl.load_context(&Context::Documents(vec![
-        ContextDocument { path: "contract.txt".into(), text: contract },
-        ContextDocument { path: "notes/other.md".into(), text: other },
+        ContextDocument { pages: Vec::new(), path: "contract.txt".into(), text: contract },
+        ContextDocument { pages: Vec::new(), path: "notes/other.md".into(), text: other },
     ]))
     .unwrap();
     let src = |path: &str, a: usize, b: usize| Source { path: path.into(), line_start: a, line_end: b };
@@ -583,9 +588,9 @@ def parse_top():
     pass
 ";
     repl.load_context(&Context::Documents(vec![
-        ContextDocument { path: "pkg/sub/mod.py".into(), text: module.into() },
-        ContextDocument { path: "pkg/broken.py".into(), text: "def (:\n".into() },
-        ContextDocument { path: "notes.txt".into(), text: "class Fake(TestCase):\n".into() },
+        ContextDocument { pages: Vec::new(), path: "pkg/sub/mod.py".into(), text: module.into() },
+        ContextDocument { pages: Vec::new(), path: "pkg/broken.py".into(), text: "def (:\n".into() },
+        ContextDocument { pages: Vec::new(), path: "notes.txt".into(), text: "class Fake(TestCase):\n".into() },
     ]))
     .unwrap();
     let count = |repl: &mut Repl, expr: &str| run(repl, expr).value.unwrap_or_else(|| panic!("no value for {expr}"));

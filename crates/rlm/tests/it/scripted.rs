@@ -1026,7 +1026,7 @@ fn paged_folder() -> Folder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grep_hits_name_their_page_read_takes_a_page_and_the_answer_cites_it() {
     let root = Scripted::new(&[
-        "```repl\nh = grep('governs')[0]\nprint(h['path'], h['line'], h['page'], h['page_label'], h['page_line'])\nprint(repr(read('contract.pdf', page='1')))\nprint(repr(read('contract.pdf', page=1, start=2)))\nprint(read('contract.pdf', page=7))\n```",
+        "```repl\nh = grep('governs')[0]\nprint(h['path'], h['line'], h['page'], h['page_label'], h['page_line'])\nprint(repr(read('contract.pdf', page='1')))\nprint(repr(read('contract.pdf', page=1, start=2)))\nprint(repr(context[0]), context[0].pages[1], [c.page for c in chunks(context[0], max_chars=30)], chunks(context[1])[0].page)\nprint(read('contract.pdf', page=7))\n```",
         "FINAL(New York law governs (contract.pdf:4).)",
     ]);
     let rlm = Rlm::new(root.clone(), Sub::new(), config(Budget::default()));
@@ -1039,6 +1039,13 @@ async fn grep_hits_name_their_page_read_takes_a_page_and_the_answer_cites_it() {
     // page="1" is the page labelled 1 (physical page 2); page=1 is physical page 1.
     assert!(fed_back.contains("'The fee is 5,000 a month.\\nNew York law governs.'"), "{fed_back}");
     assert!(fed_back.contains("'Contents'"), "{fed_back}");
+    // The documents know their pages, and each chunk the page it starts on.
+    assert!(
+        fed_back.contains(
+            "Document(path='contract.pdf', bytes=78, pages=2) {'number': 2, 'label': '1', 'first_line': 3} ['i', '1', '1'] None"
+        ),
+        "{fed_back}"
+    );
     assert!(
         fed_back.contains("contract.pdf has no page 7: its 2 pages are numbered 1 to 2 (labels i, 1)"),
         "{fed_back}"
