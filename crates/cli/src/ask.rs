@@ -32,6 +32,10 @@ pub struct AskArgs {
     /// The folder to analyse.
     #[arg(long)]
     folder: PathBuf,
+    /// Do not OCR scanned pages (pages without a text layer; OCR costs about a second a page):
+    /// they are listed as having no text.
+    #[arg(long)]
+    no_ocr: bool,
     /// The question.
     question: String,
     #[command(flatten)]
@@ -50,7 +54,7 @@ pub struct AskArgs {
 }
 
 pub async fn run(args: AskArgs) -> Result<ExitCode> {
-    let folder = crate::progress::read_folder(&args.folder).await?;
+    let folder = crate::progress::read_folder(&args.folder, !args.no_ocr).await?;
 
     let models = args.models.start().await?;
     let mut config =

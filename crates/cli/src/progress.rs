@@ -66,8 +66,8 @@ impl Progress for Bars {
 
 /// Reads `dir` through the confined extraction workers with a bar of files (and the page being
 /// OCR'd), then prints one line of what it holds: files and pages by format, and each skipped
-/// file with its reason. Ctrl-C stops the reading.
-pub async fn read_folder(dir: &std::path::Path) -> anyhow::Result<quarry_index::Folder> {
+/// file with its reason. Ctrl-C stops the reading. `ocr` reads scanned pages with Tesseract.
+pub async fn read_folder(dir: &std::path::Path, ocr: bool) -> anyhow::Result<quarry_index::Folder> {
     use quarry_index::{CancelToken, Folder, LoadEvent, LoadOptions};
     let cancel = CancelToken::default();
     let on_ctrl_c = cancel.clone();
@@ -86,9 +86,13 @@ pub async fn read_folder(dir: &std::path::Path) -> anyhow::Result<quarry_index::
                 .expect("valid template")
                 .progress_chars("=> "),
         );
+        let mut options = LoadOptions::default();
+        if let Some(config) = options.extractor.as_mut() {
+            config.ocr = ocr;
+        }
         let folder = Folder::load_with(
             &root,
-            &LoadOptions::default(),
+            &options,
             &|e| match e {
                 LoadEvent::Walked { files } => bar.set_length(*files as u64),
                 LoadEvent::File { path, .. } => bar.set_message(path.clone()),

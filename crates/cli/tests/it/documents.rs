@@ -80,3 +80,25 @@ fn ask_answers_from_a_mixed_data_room_with_a_verified_citation_naming_the_page()
     let c = on_page.unwrap_or_else(|| panic!("no verified citation of the PDF's page 2: {v}"));
     assert!(c["location"].as_str().unwrap().starts_with("sphere3d-consulting.pdf p. 2, line"), "{c}");
 }
+
+#[test]
+fn ask_reads_scanned_pages_by_ocr_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(documents().join("real/pdf/ocrmypdf__c03-29.pdf"), dir.path().join("scan.pdf")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "a note\n").unwrap();
+    // The folder is read (and its line printed) before any model is needed.
+    let ask = |extra: &[&str]| {
+        let mut args = vec!["ask", "--folder", dir.path().to_str().unwrap(), "--model", "/no/such/model.gguf"];
+        args.extend_from_slice(extra);
+        args.push("What happened?");
+        String::from_utf8_lossy(&quarry(&args).stderr).into_owned()
+    };
+    let with_ocr = ask(&[]);
+    assert!(
+        with_ocr.contains("Read ") && with_ocr.contains("1 pdf (1 page)") && with_ocr.contains("by OCR"),
+        "{with_ocr}"
+    );
+    let without = ask(&["--no-ocr"]);
+    assert!(without.contains("skipped scan.pdf: no text layer"), "{without}");
+    assert!(!without.contains("by OCR"), "{without}");
+}
