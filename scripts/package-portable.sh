@@ -21,8 +21,14 @@ backends=$(ls -td "$release"/build/llama-cpp-sys-2-*/out/backends 2>/dev/null | 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib/quarry"
 cp "$release/quarry" "$out/bin/quarry"
-for lib in "$release"/libllama.so "$release"/libggml*.so "$release"/libmtmd.so; do
-  [ -e "$lib" ] && cp -L "$lib" "$out/lib/quarry/"
+# llama.cpp's own libraries with their sonames (libllama.so.0, ...), from the CMake build beside
+# the variants: the copies cargo leaves in $release are links to sonames it does not copy.
+built="$(dirname "$backends")/build/bin"
+for lib in "$built"/lib*.so*; do
+  case "$(basename "$lib")" in
+    libggml-cpu-*) ;;
+    *) cp -a "$lib" "$out/lib/quarry/";;
+  esac
 done
 for variant in "$backends"/*.so; do
   case "$(basename "$variant")" in

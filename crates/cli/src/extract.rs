@@ -58,7 +58,13 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<ExitCode> {
     let readable: Vec<PathBuf> =
         args.files.iter().map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())).collect();
     let mut files = Vec::new();
+    let mut failed = false;
     for f in &args.files {
+        if std::fs::symlink_metadata(f).is_err() {
+            eprintln!("{}: no such file or folder", f.display());
+            failed = true;
+            continue;
+        }
         expand(f, &mut files);
     }
     let mut config = ExtractorConfig::readable(readable);
@@ -67,7 +73,6 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<ExitCode> {
     config.timeout = Duration::from_secs(args.timeout);
     let mut extractor = Extractor::new(config)?;
     let mut out = std::io::stdout().lock();
-    let mut failed = false;
     for file in &files {
         let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
         let started = Instant::now();
