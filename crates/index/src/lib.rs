@@ -177,6 +177,12 @@ impl Layout {
         self.pages.iter().find(|p| p.number == number)
     }
 
+    /// The page a reader means by `page`: its label first ("iv", "12" as printed on it, a
+    /// sheet's name), then its physical number.
+    pub fn find_page(&self, page: &str) -> Option<&PageSpan> {
+        self.page_labelled(page).or_else(|| page.parse().ok().and_then(|n| self.page(n)))
+    }
+
     /// The first page whose label is `label` ("iv", "Sheet1").
     pub fn page_labelled(&self, label: &str) -> Option<&PageSpan> {
         self.pages.iter().find(|p| p.label == label)
@@ -259,8 +265,6 @@ pub enum LoadEvent {
 pub struct Summary {
     /// (format, files, pages)
     pub formats: Vec<(String, usize, usize)>,
-    /// What a page of each format is ("page", "slide", "sheet", ...), in the order of `formats`.
-    pub units: Vec<&'static str>,
     pub ocr_pages: usize,
     pub skipped: usize,
 }
@@ -463,11 +467,7 @@ impl Folder {
         let mut formats: Vec<(String, usize, usize)> =
             by.into_iter().map(|(k, (f, p))| (k.to_string(), f, p)).collect();
         formats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let units = formats
-            .iter()
-            .map(|(f, ..)| Kind::ALL.iter().find(|k| k.name() == f).map_or("page", |k| k.unit()))
-            .collect();
-        Summary { formats, units, ocr_pages, skipped: self.skipped.len() }
+        Summary { formats, ocr_pages, skipped: self.skipped.len() }
     }
 }
 
@@ -476,10 +476,12 @@ impl Summary {
     pub fn formats_line(&self) -> String {
         self.formats
             .iter()
-            .zip(&self.units)
-            .map(|((format, files, pages), unit)| match format.as_str() {
-                "text" => format!("{files} text"),
-                _ => format!("{files} {format} ({pages} {unit}{})", if *pages == 1 { "" } else { "s" }),
+            .map(|(format, files, pages)| {
+                let unit = Kind::ALL.iter().find(|k| k.name() == format).map_or("page", |k| k.unit());
+                match format.as_str() {
+                    "text" => format!("{files} text"),
+                    _ => format!("{files} {format} ({pages} {unit}{})", if *pages == 1 { "" } else { "s" }),
+                }
             })
             .collect::<Vec<_>>()
             .join(", ")

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use quarry_index::{Folder, Layout, PageSpan};
+use quarry_index::Folder;
 use quarry_repl::Source;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -201,7 +201,7 @@ fn find(answer: &str, folder: &Folder) -> Vec<Found> {
                 // after "page" ("page describes") is prose.
                 let numeral = label.chars().all(|ch| ch.is_ascii_digit())
                     || label.len() <= 6 && label.chars().all(|ch| "ivxlcdm".contains(ch));
-                if find_page(l, label).is_none() && !numeral {
+                if l.find_page(label).is_none() && !numeral {
                     return None;
                 }
                 let a = c.get(2).and_then(|m| m.as_str().parse().ok());
@@ -266,11 +266,6 @@ fn claim_for(answer: &str, found: &[Found], i: usize) -> String {
     answer[end..to].to_string()
 }
 
-/// The page a citation names: by label first ("iv", "12" as printed on it), then by number.
-fn find_page<'a>(layout: &'a Layout, page: &str) -> Option<&'a PageSpan> {
-    layout.page_labelled(page).or_else(|| page.parse().ok().and_then(|n| layout.page(n)))
-}
-
 fn verify(f: &Found, claim: &str, folder: &Folder) -> Citation {
     let mut c = check(f, claim, folder);
     let layout = folder.layout(&c.path).filter(|l| l.is_paged() && !f.unknown);
@@ -331,7 +326,7 @@ fn check(f: &Found, claim: &str, folder: &Folder) -> Citation {
     let lines: Vec<&str> = doc.text.lines().collect();
     if let Some(label) = &f.page {
         // Lines within the page become lines of the document.
-        let Some(span) = folder.layout(&f.path).and_then(|l| find_page(l, label)) else {
+        let Some(span) = folder.layout(&f.path).and_then(|l| l.find_page(label)) else {
             c.problem = Some(format!("{} has no page {label}", f.path));
             return c;
         };
@@ -408,7 +403,7 @@ fn normalize(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quarry_index::Document;
+    use quarry_index::{Document, Layout};
 
     fn folder() -> Folder {
         Folder::from_documents(

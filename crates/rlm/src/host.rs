@@ -59,8 +59,8 @@ fn hit_preview(line: &str, start: usize, end: usize) -> String {
     };
     let context = MAX_HIT_CHARS.saturating_sub(end - start) / 2;
     let from = floor(start.saturating_sub(context));
+    // `end` is a char boundary, so flooring from at or past it never lands before it.
     let to = floor((end + context).min(line.len()));
-    let to = if to < end { end } else { to };
     format!(
         "{}{}{}",
         if from > 0 { "\u{2026}" } else { "" },
@@ -195,15 +195,12 @@ impl RunHost {
     /// The 1.5B root grepped the question's phrase ("Sphere 3D consulting agreement") six
     /// turns running and, finding nothing, made the answer up; the words it needed were there.
     fn note_empty_grep(&self, pattern: &str, glob: Option<&str>) {
-        let words: Vec<&str> = pattern.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).fold(
-            Vec::new(),
-            |mut v, w| {
-                if !v.iter().any(|x: &&str| x.eq_ignore_ascii_case(w)) {
-                    v.push(w);
-                }
-                v
-            },
-        );
+        let mut words: Vec<&str> = Vec::new();
+        for w in pattern.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3) {
+            if !words.iter().any(|x| x.eq_ignore_ascii_case(w)) {
+                words.push(w);
+            }
+        }
         if words.len() < 2 {
             return;
         }
@@ -526,7 +523,7 @@ impl HostFunctions for RunHost {
         };
         let span = match page {
             PageRef::Number(n) => layout.page(*n),
-            PageRef::Label(l) => layout.page_labelled(l).or_else(|| l.parse().ok().and_then(|n| layout.page(n))),
+            PageRef::Label(l) => layout.find_page(l),
         }
         .ok_or_else(|| {
             let labels: Vec<&str> = layout.pages.iter().take(8).map(|p| p.label.as_str()).collect();
