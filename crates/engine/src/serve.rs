@@ -2,7 +2,8 @@
 //!
 //! Routes: `POST /v1/chat/completions` and `POST /v1/completions` (streaming as server-sent
 //! events, or not), `GET /v1/models`, `GET /health`, and llama-server's `POST /tokenize` and
-//! `POST /apply-template`. Every completion carries `usage` (with cached prompt tokens) and
+//! `POST /apply-template`, and Quarry's own `POST /v1/score` (the log-probability of candidate
+//! continuations, for classifying by likelihood). Every completion carries `usage` (with cached prompt tokens) and
 //! `timings`. With an API key every route but `/health` wants `Authorization: Bearer <key>`.
 
 use std::convert::Infallible;
@@ -19,7 +20,7 @@ use futures_util::stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::engine::{Engine, GenerateRequest, GenerationEvent, Prompt};
+use crate::engine::{Engine, GenerateRequest, GenerationEvent, Prompt, ScoreRequest};
 use crate::Error;
 use quarry_llm::ChatMessage;
 use quarry_llm::{Completion, Constraint, Sampling};
@@ -39,6 +40,7 @@ pub fn router(engine: Engine, api_key: Option<String>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/v1/score", post(score))
         .route("/tokenize", post(tokenize))
         .route("/apply-template", post(apply_template))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
@@ -412,6 +414,62 @@ fn full_response(id: &str, created: u64, shape: Shape, c: &Completion) -> Value 
         "usage": usage_json(c),
         "timings": timings_json(c),
     })
+}
+
+/// `{"messages": [...]}` (rendered with the assistant's turn opened) or `{"prompt": "..."}` (raw
+/// text), and the `candidates` to score as its continuation.
+#[derive(Deserialize)]
+struct ScoreBody {
+    model: Option<String>,
+    messages: Option<Vec<MessageIn>>,
+    prompt: Option<String>,
+    candidates: Vec<String>,
+}
+
+async fn score(
+    State(state): State<AppState>,
+    body: Result<Json<ScoreBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", &e.body_text()),
+    };
+    let prompt = match (body.messages, body.prompt) {
+        (Some(m), None) => Prompt::Chat(m.into_iter().map(ChatMessage::from).collect()),
+        (None, Some(p)) => Prompt::Text(p),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "give either `messages` or `prompt`, not both",
+            )
+        }
+    };
+    let candidates = body.candidates.clone();
+    match state.engine.score(ScoreRequest { model: body.model, prompt, candidates: body.candidates }).await {
+        Ok(s) => {
+            let scores: Vec<Value> = s
+                .candidates
+                .iter()
+                .zip(&candidates)
+                .enumerate()
+                .map(|(i, (c, text))| {
+                    json!({"index": i, "candidate": text, "logprob": c.logprob, "first_logprob": c.first_logprob, "tokens": c.tokens})
+                })
+                .collect();
+            Json(json!({
+                "object": "scores",
+                "model": s.model,
+                "scores": scores,
+                "usage": {"prompt_tokens": s.usage.prompt_tokens, "completion_tokens": 0, "total_tokens": s.usage.prompt_tokens,
+                          "prompt_tokens_details": {"cached_tokens": s.usage.cached_tokens}},
+                "timings": {"prompt_n": s.usage.prompt_tokens - s.usage.cached_tokens, "prompt_ms": s.timings.prompt_ms + s.timings.generation_ms,
+                            "cache_n": s.usage.cached_tokens},
+            }))
+            .into_response()
+        }
+        Err(e) => engine_error(&e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -119,6 +119,37 @@ pub struct Completion {
     pub model: String,
 }
 
+/// How likely each of `candidates` is as the model's reply to `messages`: the prompt is rendered
+/// with the assistant's turn opened and each candidate scored as its continuation. This is how
+/// `llm_classify` labels items: a label read off the model's probabilities cannot be a label
+/// outside the set, and costs one prompt evaluation instead of a generated reply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    pub messages: Vec<ChatMessage>,
+    pub candidates: Vec<String>,
+}
+
+/// One candidate's likelihood, in natural-log probability.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CandidateScore {
+    /// Of the whole candidate: the sum over its tokens.
+    pub logprob: f64,
+    /// Of its first token alone (enough to rank candidates whose first tokens differ).
+    pub first_logprob: f64,
+    /// Its length in tokens.
+    pub tokens: usize,
+}
+
+/// The scores of a [`ScoreRequest`], one per candidate in its order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub candidates: Vec<CandidateScore>,
+    /// `completion_tokens` is 0: nothing is generated.
+    pub usage: Usage,
+    pub timings: Timings,
+    pub model: String,
+}
+
 /// Receives a completion as it streams. Returning `false` from `delta` cancels the request (the
 /// ripgrep sink shape); `cancelled` lets the caller stop it between deltas too, e.g. during a
 /// long prompt evaluation.
@@ -159,6 +190,14 @@ pub trait LanguageModel: Send + Sync {
     /// Completes `request` without streaming.
     async fn chat(&self, request: &ChatRequest) -> Result<Completion> {
         self.chat_stream(request, &mut Discard).await
+    }
+
+    /// Scores continuations (see [`ScoreRequest`]). Endpoints that cannot (a hosted API, a plain
+    /// llama-server) answer [`Error::Unsupported`](crate::Error::Unsupported), and callers fall
+    /// back to generating.
+    async fn score(&self, request: &ScoreRequest) -> Result<Scores> {
+        let _ = request;
+        Err(crate::Error::Unsupported(format!("{} does not score continuations", self.name())))
     }
 }
 

@@ -26,6 +26,11 @@ pub enum Error {
     #[error("the run's time limit came before the model answered")]
     TimeLimit,
 
+    /// The endpoint does not offer what was asked (scoring continuations, say); callers that
+    /// have another way fall back to it.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// A request the endpoint could not serve for a reason of its own (an empty reply, a client
     /// shut down); the message says which.
     #[error("{0}")]

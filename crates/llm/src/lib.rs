@@ -32,8 +32,8 @@ pub mod supervise;
 pub mod tokenizer;
 
 pub use api::{
-    ChatMessage, ChatRequest, Completion, Constraint, DeltaSink, FinishReason, LanguageModel, Sampling, Timings,
-    Tokens, Usage,
+    CandidateScore, ChatMessage, ChatRequest, Completion, Constraint, DeltaSink, FinishReason, LanguageModel, Sampling,
+    ScoreRequest, Scores, Timings, Tokens, Usage,
 };
 pub use error::{Error, Result};
 pub use openai::OpenAiClient;

@@ -15,7 +15,10 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::api::{ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, Timings, Usage};
+use crate::api::{
+    CandidateScore, ChatMessage, ChatRequest, Completion, DeltaSink, FinishReason, LanguageModel, ScoreRequest, Scores,
+    Timings, Usage,
+};
 use crate::{Error, Result};
 use quarry_models::fetch::describe;
 
@@ -190,6 +193,10 @@ impl LanguageModel for OpenAiClient {
         &self.model
     }
 
+    async fn score(&self, request: &ScoreRequest) -> Result<Scores> {
+        score(self, request).await
+    }
+
     async fn chat_stream(&self, request: &ChatRequest, sink: &mut dyn DeltaSink) -> Result<Completion> {
         let _permit = self.limit.acquire().await.map_err(|_| Error::Generation("the client was shut down".into()))?;
         let url = format!("{}/chat/completions", self.base);
@@ -268,6 +275,43 @@ impl LanguageModel for OpenAiClient {
         }
         Ok(c)
     }
+}
+
+/// Quarry's `POST /v1/score` (see `quarry-engine`'s `serve`). A server without the route (404)
+/// or that refuses its fields (400 from llama-server's unknown endpoint handling) is
+/// [`Error::Unsupported`], so callers fall back to generating.
+async fn score(client: &OpenAiClient, request: &ScoreRequest) -> Result<Scores> {
+    let _permit = client.limit.acquire().await.map_err(|_| Error::Generation("the client was shut down".into()))?;
+    let url = format!("{}/score", client.base);
+    let body = json!({"model": client.model, "messages": request.messages, "candidates": request.candidates});
+    let v: Value = match client.send(&url, &body).await {
+        Ok(resp) => resp.json().await.map_err(|e| Error::Network { url: url.clone(), message: describe(&e) })?,
+        Err(Error::Http { status: 404 | 405 | 501, .. }) => {
+            return Err(Error::Unsupported(format!("{} does not score continuations (no {url})", client.model)))
+        }
+        Err(e) => return Err(e),
+    };
+    let malformed = || Error::Network { url: url.clone(), message: "the answer has no `scores`".into() };
+    let scores = v["scores"].as_array().ok_or_else(malformed)?;
+    if scores.len() != request.candidates.len() {
+        return Err(Error::Network {
+            url: url.clone(),
+            message: format!("{} scores for {} candidates", scores.len(), request.candidates.len()),
+        });
+    }
+    let candidates = scores
+        .iter()
+        .map(|s| {
+            Some(CandidateScore {
+                logprob: s["logprob"].as_f64()?,
+                first_logprob: s["first_logprob"].as_f64()?,
+                tokens: s["tokens"].as_u64()? as usize,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(malformed)?;
+    let c = completion_from(&v, String::new(), FinishReason::Stop, 0.0, &client.model);
+    Ok(Scores { candidates, usage: c.usage, timings: c.timings, model: c.model })
 }
 
 fn parse_finish(v: &Value) -> FinishReason {

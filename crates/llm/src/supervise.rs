@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use crate::api::{ChatRequest, Completion, DeltaSink, LanguageModel};
+use crate::api::{ChatRequest, Completion, DeltaSink, LanguageModel, ScoreRequest, Scores};
 use crate::openai::OpenAiClient;
 use crate::{Error, Result};
 
@@ -191,9 +191,24 @@ impl LanguageModel for SupervisedModel {
     async fn chat_stream(&self, request: &ChatRequest, sink: &mut dyn DeltaSink) -> Result<Completion> {
         let pid = self.server.pid();
         let client = self.server.client(&self.id).await?;
-        match client.chat_stream(request, sink).await {
+        let result = client.chat_stream(request, sink).await;
+        self.crash_or(pid, &client, result).await
+    }
+
+    async fn score(&self, request: &ScoreRequest) -> Result<Scores> {
+        let pid = self.server.pid();
+        let client = self.server.client(&self.id).await?;
+        let result = client.score(request).await;
+        self.crash_or(pid, &client, result).await
+    }
+}
+
+impl SupervisedModel {
+    /// A network error from the child the request went to is a crash if that child died: tells
+    /// the two apart, so the user reads "the local model server stopped" and not a socket error.
+    async fn crash_or<T>(&self, pid: Option<u32>, client: &OpenAiClient, result: Result<T>) -> Result<T> {
+        match result {
             Err(Error::Network { message, .. }) => {
-                // Tell a crash apart from a network hiccup: did the child we talked to die?
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 if self.server.pid() != pid || pid.is_none() {
                     let words = self.server.last_words();

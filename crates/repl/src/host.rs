@@ -37,6 +37,15 @@ pub trait HostFunctions: Send + Sync + 'static {
         })
     }
 
+    /// Per prompt, per candidate, `{"logprob", "first_logprob", "tokens"}`: the candidate's
+    /// log-probability as the sub model's whole reply to the prompt, and its first token's. Hosts
+    /// whose sub model cannot score answer with an error saying it "does not score", and
+    /// `llm_classify` falls back to generated labels.
+    fn llm_score(&self, prompts: &[String], candidates: &[String], model: Option<&str>) -> HostResult<Value> {
+        let _ = (prompts, candidates, model);
+        Err(unavailable("llm_score"))
+    }
+
     fn rlm_query(&self, prompt: &str, context: Option<&Value>) -> HostResult<String> {
         let _ = (prompt, context);
         Err(unavailable("rlm_query"))
@@ -97,6 +106,12 @@ pub(crate) fn serve(host: &dyn HostFunctions, call: &HostCall) -> CallOutcome {
             }
             note_sources(host, "llm_query_batched", sources.iter().flatten());
             host.llm_query_batched(prompts, model.as_deref(), grammars).map(Value::from)
+        }
+        HostCall::LlmScore { prompts, candidates, model } => {
+            if candidates.is_empty() {
+                return CallOutcome::Error("no candidates to score: give at least one".into());
+            }
+            host.llm_score(prompts, candidates, model.as_deref())
         }
         HostCall::RlmQuery { prompt, context } => host.rlm_query(prompt, context.as_ref()).map(Value::from),
         HostCall::Grep { pattern, glob, ignore_case, max_results } => {

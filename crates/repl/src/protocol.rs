@@ -122,6 +122,14 @@ pub enum HostCall {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sources: Vec<Vec<Source>>,
     },
+    /// How likely each candidate is as the sub model's reply to each prompt (`llm_classify`
+    /// labels by likelihood through it).
+    LlmScore {
+        prompts: Vec<String>,
+        candidates: Vec<String>,
+        #[serde(default)]
+        model: Option<String>,
+    },
     RlmQuery {
         prompt: String,
         /// Whatever Python passed, converted to JSON (`str()` of it when it is not JSON-able).

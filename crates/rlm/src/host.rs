@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use quarry_index::{passages, Bm25, Document, Folder, Layout};
 
-use quarry_llm::{ChatRequest, LanguageModel, Usage};
+use quarry_llm::{ChatRequest, LanguageModel, ScoreRequest, Usage};
 use quarry_repl::{DocumentsHost, HostFunctions, HostResult, PageRef, Source};
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -38,6 +38,9 @@ const TIME_UP: &str = "the run's time limit is reached; answer with what you hav
 
 /// Characters of a prompt or response shown in sub-call events.
 const PREVIEW_CHARS: usize = 200;
+
+/// Scored prompts that count as one sub-call (see `llm_score`).
+const SCORES_PER_SUB_CALL: usize = 10;
 
 /// Longest hit text `grep` returns; a longer line is cut to a window around the match.
 const MAX_HIT_CHARS: usize = 400;
@@ -435,6 +438,99 @@ impl HostFunctions for RunHost {
             }
         }
         Ok(answers.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Every prompt scored at once (the engine batches them). Ten scored prompts count as one
+    /// sub-call against the budget: scoring one short prompt evaluates about a tenth of what a
+    /// labelling prompt of ten items costs, and generates nothing, so counting each as a call
+    /// would end a 1,300-record OOLONG labelling at the default 200 calls, where the generated
+    /// path needs 133. Scores already computed in this run are reused.
+    fn llm_score(&self, prompts: &[String], candidates: &[String], model: Option<&str>) -> HostResult<Value> {
+        let _ = model; // one sub model per run, as for llm_query
+        let key = |p: &str| (p.to_string(), Some(format!("score\u{1f}{}", candidates.join("\u{1f}"))));
+        let known: Vec<Option<Value>> = {
+            let answered = self.answered.lock().expect("answers lock");
+            prompts.iter().map(|p| answered.get(&key(p)).and_then(|v| serde_json::from_str(v).ok())).collect()
+        };
+        let new: Vec<usize> = (0..prompts.len()).filter(|&i| known[i].is_none()).collect();
+        let mut out = known;
+        if !new.is_empty() {
+            let reserved = new.len().div_ceil(SCORES_PER_SUB_CALL);
+            let id = self.reserve(reserved)?;
+            let label = format!(
+                "llm_score: {} prompt{} × {} candidates ({})",
+                new.len(),
+                if new.len() == 1 { "" } else { "s" },
+                candidates.len(),
+                candidates.join(" | ")
+            );
+            let _ = self.events.send(Event::SubCallStarted {
+                id,
+                prompt_preview: preview(&label, PREVIEW_CHARS),
+                prompt_chars: new.iter().map(|&i| prompts[i].chars().count()).sum(),
+            });
+            self.stats.served.fetch_add(1, Ordering::SeqCst);
+            let started = Instant::now();
+            let asks = new.iter().map(|&i| {
+                let request = ScoreRequest {
+                    messages: vec![quarry_llm::ChatMessage::user(&prompts[i])],
+                    candidates: candidates.to_vec(),
+                };
+                async move { self.sub.score(&request).await }
+            });
+            let all = futures_util::future::join_all(asks);
+            let results = self.handle.block_on(async {
+                match self.deadline {
+                    Some(d) => tokio::time::timeout_at(d.into(), all).await.map_err(|_| quarry_llm::Error::TimeLimit),
+                    None => Ok(all.await),
+                }
+            });
+            let seconds = started.elapsed().as_secs_f64();
+            let mut usage = Usage::default();
+            let mut failure = None;
+            match results {
+                Ok(results) => {
+                    let mut answered = self.answered.lock().expect("answers lock");
+                    for (&i, r) in new.iter().zip(results) {
+                        match r {
+                            Ok(s) => {
+                                usage += s.usage;
+                                let v = serde_json::to_value(&s.candidates).unwrap_or(Value::Null);
+                                answered.insert(key(&prompts[i]), v.to_string());
+                                out[i] = Some(v);
+                            }
+                            Err(e) => {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+                Err(e) => failure = Some(e),
+            }
+            *self.stats.usage.lock().expect("usage lock") += usage;
+            let response = match &failure {
+                Some(e) => e.to_string(),
+                None => format!("{} prompts scored", new.len()),
+            };
+            let _ = self.events.send(Event::SubCallFinished {
+                id,
+                ok: failure.is_none(),
+                response_preview: preview(&response, PREVIEW_CHARS),
+                usage,
+                seconds,
+            });
+            match failure {
+                Some(quarry_llm::Error::TimeLimit) => return Err(TIME_UP.into()),
+                Some(quarry_llm::Error::Unsupported(m)) => {
+                    // Nothing was scored: the calls go back, for the generated labels to use.
+                    self.stats.calls.fetch_sub(reserved, Ordering::SeqCst);
+                    return Err(m);
+                }
+                Some(e) => return Err(format!("the sub model failed: {e}")),
+                None => {}
+            }
+        }
+        Ok(Value::Array(out.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()))
     }
 
     /// A child RLM run with its own REPL while the depth allows (see `RlmConfig::max_depth`);

@@ -8,6 +8,11 @@
 //! after a request ends; a new request goes to the free slot sharing the longest prefix with its
 //! prompt, and only the rest is evaluated, so a root model's next turn costs only the new turn.
 //!
+//! A slot can also **score** instead of generate ([`Engine::score`]): the prompt is evaluated once,
+//! each candidate continuation after it, and the log-probability of every candidate token is
+//! read off the logits; `llm_classify` labels items this way, one prompt per item, so items are
+//! scored four at a time in one batch and share the slot's cached instruction prefix.
+//!
 //! Callers talk to the thread through [`Engine`], a cheap handle: requests go in over a channel,
 //! deltas come back over a per-request channel, and dropping that receiver cancels the request
 //! (its slot is freed at the next step).
@@ -22,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{Error, Result, Threads};
 use quarry_llm::ChatMessage;
-use quarry_llm::{Completion, Constraint, Sampling};
+use quarry_llm::{Completion, Constraint, Sampling, Scores};
 
 /// A model to load: the id requests name it by, and its file.
 #[derive(Debug, Clone)]
@@ -121,8 +126,17 @@ pub struct LoadedModel {
     pub n_ctx_train: u32,
 }
 
+/// What [`Engine::score`] scores: `candidates`, each as the continuation of `prompt`.
+#[derive(Debug, Clone)]
+pub struct ScoreRequest {
+    pub model: Option<String>,
+    pub prompt: Prompt,
+    pub candidates: Vec<String>,
+}
+
 pub(crate) enum Command {
     Generate(GenerateRequest, mpsc::UnboundedSender<GenerationEvent>),
+    Score(ScoreRequest, oneshot::Sender<Result<Scores>>),
     Tokenize { model: Option<String>, text: String, reply: oneshot::Sender<Result<Vec<i32>>> },
     Render { model: Option<String>, messages: Vec<ChatMessage>, reply: oneshot::Sender<Result<String>> },
 }
@@ -179,6 +193,14 @@ impl Engine {
             let _ = tx.send(GenerationEvent::Error(Error::Stopped));
         }
         rx
+    }
+
+    /// The log-probability of each candidate after the prompt (see [`ScoreRequest`]). Dropping
+    /// the future cancels the request.
+    pub async fn score(&self, request: ScoreRequest) -> Result<Scores> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Score(request, reply))?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
     pub async fn tokenize(&self, model: Option<String>, text: String) -> Result<Vec<i32>> {

@@ -12,13 +12,13 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, EngineConfig, GenerateRequest, GenerationEvent, LoadedModel, Prompt};
+use super::{Command, EngineConfig, GenerateRequest, GenerationEvent, LoadedModel, Prompt, ScoreRequest};
 use crate::template::ChatTemplate;
 use crate::text::Utf8Stream;
 use crate::{Error, Result};
-use quarry_llm::{Completion, FinishReason, Timings, Usage};
+use quarry_llm::{CandidateScore, Completion, FinishReason, Scores, Timings, Usage};
 
 pub(super) fn run(
     config: EngineConfig,
@@ -135,6 +135,12 @@ fn handle(command: Command, runners: &mut [Runner<'_>]) {
                 let _ = events.send(GenerationEvent::Error(e));
             }
         },
+        Command::Score(request, reply) => match pick(runners, request.model.as_deref()) {
+            Ok(r) => r.enqueue_score(request, reply),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        },
         Command::Tokenize { model, text, reply } => {
             let _ = reply
                 .send(pick(runners, model.as_deref()).map(|r| {
@@ -157,15 +163,125 @@ struct Runner<'m> {
     n_batch: usize,
     n_ctx_slot: usize,
     slots: Vec<Slot>,
-    queue: VecDeque<Pending>,
+    queue: VecDeque<Queued>,
 }
 
 struct Slot {
     seq: i32,
     /// Tokens whose keys and values are in the KV cache for this sequence, in order.
     cache: Vec<LlamaToken>,
+    /// Generating, or scoring, or neither (free): never both.
     active: Option<Active>,
+    scoring: Option<Scoring>,
     last_used: u64,
+}
+
+impl Slot {
+    fn is_free(&self) -> bool {
+        self.active.is_none() && self.scoring.is_none()
+    }
+
+    /// Drops what the KV cache holds past `len` tokens. Returns false where the architecture
+    /// cannot drop a suffix (recurrent models): then the whole sequence is gone.
+    fn truncate(&mut self, ctx: &mut LlamaContext<'_>, len: usize) -> bool {
+        if len >= self.cache.len() {
+            return true;
+        }
+        if matches!(ctx.clear_kv_cache_seq(Some(self.seq as u32), Some(len as u32), None), Ok(true)) {
+            self.cache.truncate(len);
+            true
+        } else {
+            let _ = ctx.clear_kv_cache_seq(Some(self.seq as u32), None, None);
+            self.cache.clear();
+            false
+        }
+    }
+}
+
+/// A request waiting for a slot.
+enum Queued {
+    Generate(Pending),
+    Score(PendingScore),
+}
+
+impl Queued {
+    fn tokens(&self) -> &[LlamaToken] {
+        match self {
+            Queued::Generate(p) => &p.tokens,
+            Queued::Score(p) => &p.prompt,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        match self {
+            Queued::Generate(p) => p.events.is_closed(),
+            Queued::Score(p) => p.reply.is_closed(),
+        }
+    }
+
+    fn cache_prompt(&self) -> bool {
+        match self {
+            Queued::Generate(p) => p.request.cache_prompt,
+            Queued::Score(_) => true,
+        }
+    }
+}
+
+struct PendingScore {
+    prompt: Vec<LlamaToken>,
+    candidates: Vec<Vec<LlamaToken>>,
+    reply: oneshot::Sender<crate::Result<Scores>>,
+    received: Instant,
+}
+
+/// A slot scoring candidates: first the prompt (whose last logits give every candidate's first
+/// token), then each candidate longer than one token after it, the cache cut back to the prompt
+/// in between. Each candidate costs its length minus one; the prompt is evaluated once.
+struct Scoring {
+    reply: oneshot::Sender<crate::Result<Scores>>,
+    prompt: Vec<LlamaToken>,
+    candidates: Vec<Vec<LlamaToken>>,
+    /// The candidate being evaluated; `None` while the prompt is.
+    current: Option<usize>,
+    /// Tokens to evaluate, and per token the (candidate, token) pairs its logits predict.
+    pending: Vec<LlamaToken>,
+    targets: Vec<Vec<(usize, LlamaToken)>>,
+    /// This step's batch positions whose logits to read, with their targets.
+    in_batch: Vec<(i32, Vec<(usize, LlamaToken)>)>,
+    logprob: Vec<f64>,
+    first: Vec<f64>,
+    evaluated: usize,
+    cached_tokens: usize,
+    received: Instant,
+    started: Instant,
+    prompt_done: Option<Instant>,
+}
+
+impl Scoring {
+    /// Moves on to the next candidate that needs tokens evaluated, cutting the cache back to the
+    /// prompt; returns false when every candidate is scored.
+    fn advance(&mut self, slot: &mut Slot, ctx: &mut LlamaContext<'_>) -> bool {
+        let mut next = self.current.map_or(0, |k| k + 1);
+        while let Some(c) = self.candidates.get(next) {
+            if c.len() > 1 {
+                self.current = Some(next);
+                let mut replay = Vec::new();
+                if !slot.truncate(ctx, self.prompt.len()) {
+                    // The prompt is gone with the suffix: evaluate it again, reading nothing.
+                    replay = self.prompt.clone();
+                }
+                let lead = replay.len();
+                self.pending = replay;
+                self.pending.extend_from_slice(&c[..c.len() - 1]);
+                self.targets = vec![Vec::new(); lead];
+                self.targets.extend(c[1..].iter().map(|&t| vec![(next, t)]));
+                return true;
+            }
+            next += 1;
+        }
+        self.current = Some(next);
+        false
+    }
 }
 
 /// A request with its prompt tokenized, waiting for a slot.
@@ -228,7 +344,9 @@ impl<'m> Runner<'m> {
             batch: LlamaBatch::new(n_batch, slots as i32),
             n_batch,
             n_ctx_slot,
-            slots: (0..slots).map(|i| Slot { seq: i as i32, cache: Vec::new(), active: None, last_used: 0 }).collect(),
+            slots: (0..slots)
+                .map(|i| Slot { seq: i as i32, cache: Vec::new(), active: None, scoring: None, last_used: 0 })
+                .collect(),
             queue: VecDeque::new(),
         })
     }
@@ -241,13 +359,12 @@ impl<'m> Runner<'m> {
     }
 
     fn has_work(&self) -> bool {
-        !self.queue.is_empty() || self.slots.iter().any(|s| s.active.is_some())
+        !self.queue.is_empty() || self.slots.iter().any(|s| !s.is_free())
     }
 
-    fn enqueue(&mut self, request: GenerateRequest, events: mpsc::UnboundedSender<GenerationEvent>) {
-        let received = Instant::now();
+    fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>> {
         let vocab = self.model.vocab();
-        let tokens: Result<Vec<LlamaToken>> = match &request.prompt {
+        match prompt {
             Prompt::Chat(messages) => self
                 .template()
                 .and_then(|t| t.render(messages, true))
@@ -262,8 +379,12 @@ impl<'m> Runner<'m> {
                     None => Ok(ids.iter().map(|&t| LlamaToken(t)).collect()),
                 }
             }
-        };
-        match tokens {
+        }
+    }
+
+    fn enqueue(&mut self, request: GenerateRequest, events: mpsc::UnboundedSender<GenerationEvent>) {
+        let received = Instant::now();
+        match self.prompt_tokens(&request.prompt) {
             Ok(tokens) if tokens.is_empty() => {
                 let _ = events.send(GenerationEvent::Error(Error::InvalidRequest("the prompt is empty".into())));
             }
@@ -274,7 +395,7 @@ impl<'m> Runner<'m> {
             Ok(tokens) => match sampler(self.model, &request) {
                 Ok(sampler) => {
                     let _ = events.send(GenerationEvent::Accepted);
-                    self.queue.push_back(Pending { request, tokens, sampler, events, received })
+                    self.queue.push_back(Queued::Generate(Pending { request, tokens, sampler, events, received }))
                 }
                 Err(e) => {
                     let _ = events.send(GenerationEvent::Error(e));
@@ -286,11 +407,49 @@ impl<'m> Runner<'m> {
         }
     }
 
+    /// Scoring requests are checked like prompts: every candidate must be text, and the prompt
+    /// with the longest candidate must fit the slot.
+    fn enqueue_score(&mut self, request: ScoreRequest, reply: oneshot::Sender<crate::Result<Scores>>) {
+        let received = Instant::now();
+        let checked = self.prompt_tokens(&request.prompt).and_then(|prompt| {
+            if prompt.is_empty() {
+                return Err(Error::InvalidRequest("the prompt is empty".into()));
+            }
+            if request.candidates.is_empty() {
+                return Err(Error::InvalidRequest(
+                    "`candidates` is empty: give at least one continuation to score".into(),
+                ));
+            }
+            let vocab = self.model.vocab();
+            let mut candidates = Vec::new();
+            for (i, c) in request.candidates.iter().enumerate() {
+                let tokens = vocab.tokenize(c.as_bytes(), false, false);
+                if tokens.is_empty() {
+                    return Err(Error::InvalidRequest(format!("candidate {i} is empty")));
+                }
+                candidates.push(tokens);
+            }
+            let longest = candidates.iter().map(Vec::len).max().unwrap_or(0);
+            if prompt.len() + longest >= self.n_ctx_slot {
+                return Err(Error::PromptTooLong { prompt: prompt.len() + longest, ctx: self.n_ctx_slot });
+            }
+            Ok((prompt, candidates))
+        });
+        match checked {
+            Ok((prompt, candidates)) => {
+                self.queue.push_back(Queued::Score(PendingScore { prompt, candidates, reply, received }))
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
     /// Gives queued requests free slots: the slot whose cache shares the longest prefix with the
     /// prompt, ties going to the least recently used.
     fn admit(&mut self, tick: u64) {
         while let Some(p) = self.queue.front() {
-            if p.events.is_closed() {
+            if p.cancelled() {
                 self.queue.pop_front();
                 continue;
             }
@@ -298,25 +457,44 @@ impl<'m> Runner<'m> {
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.active.is_none())
-                .map(|(i, s)| {
-                    (i, if p.request.cache_prompt { common_prefix(&s.cache, &p.tokens) } else { 0 }, s.last_used)
-                })
+                .filter(|(_, s)| s.is_free())
+                .map(|(i, s)| (i, if p.cache_prompt() { common_prefix(&s.cache, p.tokens()) } else { 0 }, s.last_used))
                 .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)));
             let Some((index, lcp, _)) = best else { return };
-            let p = self.queue.pop_front().expect("front exists");
-            // At least one prompt token must be evaluated to have logits to sample from.
-            let mut keep = lcp.min(p.tokens.len() - 1);
+            let queued = self.queue.pop_front().expect("front exists");
+            // At least one prompt token must be evaluated to have logits to read.
+            let keep = lcp.min(queued.tokens().len() - 1);
             let slot = &mut self.slots[index];
-            if keep < slot.cache.len()
-                && !matches!(self.ctx.clear_kv_cache_seq(Some(slot.seq as u32), Some(keep as u32), None), Ok(true))
-            {
-                // Some architectures (recurrent ones) cannot drop a suffix: start the slot over.
-                let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
-                keep = 0;
-            }
-            slot.cache.truncate(keep);
+            slot.truncate(&mut self.ctx, keep);
+            // (Where a suffix cannot be dropped the slot starts over: `truncate` cleared it.)
+            let keep = slot.cache.len();
             slot.last_used = tick;
+            let p = match queued {
+                Queued::Generate(p) => p,
+                Queued::Score(p) => {
+                    let n = p.candidates.len();
+                    let last = p.prompt.len() - 1;
+                    let mut targets = vec![Vec::new(); p.prompt.len() - keep];
+                    targets[last - keep] = p.candidates.iter().enumerate().map(|(k, c)| (k, c[0])).collect();
+                    slot.scoring = Some(Scoring {
+                        pending: p.prompt[keep..].to_vec(),
+                        targets,
+                        prompt: p.prompt,
+                        candidates: p.candidates,
+                        current: None,
+                        in_batch: Vec::new(),
+                        logprob: vec![0.0; n],
+                        first: vec![0.0; n],
+                        evaluated: 0,
+                        cached_tokens: keep,
+                        reply: p.reply,
+                        received: p.received,
+                        started: Instant::now(),
+                        prompt_done: None,
+                    });
+                    continue;
+                }
+            };
             let sampler = p.sampler;
             let max_tokens = p.request.max_tokens.unwrap_or(usize::MAX).min(self.n_ctx_slot - p.tokens.len());
             slot.active = Some(Active {
@@ -346,9 +524,12 @@ impl<'m> Runner<'m> {
             if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
                 slot.active = None;
             }
+            if slot.scoring.as_ref().is_some_and(|s| s.reply.is_closed()) {
+                slot.scoring = None;
+            }
         }
         self.admit(tick);
-        if !self.slots.iter().any(|s| s.active.is_some()) {
+        if self.slots.iter().all(Slot::is_free) {
             return false;
         }
 
@@ -365,16 +546,37 @@ impl<'m> Runner<'m> {
             }
         }
         // Then prompt chunks, oldest request first, in what room the batch has left.
+        // Scoring slots take their turn with the prompts: all they do is evaluate tokens.
         let mut order: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].active.as_ref().is_some_and(|a| a.next.is_none()))
+            .filter(|&i| {
+                let s = &self.slots[i];
+                s.active.as_ref().is_some_and(|a| a.next.is_none()) || s.scoring.is_some()
+            })
             .collect();
-        order.sort_by_key(|&i| self.slots[i].active.as_ref().map(|a| a.started));
+        order.sort_by_key(|&i| {
+            let s = &self.slots[i];
+            s.active.as_ref().map(|a| a.started).or(s.scoring.as_ref().map(|s| s.started))
+        });
         for i in order {
             let room = self.n_batch.saturating_sub(n as usize);
             if room == 0 {
                 break;
             }
             let slot = &mut self.slots[i];
+            if let Some(s) = slot.scoring.as_mut() {
+                let take = room.min(s.pending.len());
+                for (j, targets) in s.targets.drain(..take).enumerate() {
+                    let read = !targets.is_empty();
+                    let _ = self.batch.add(s.pending[j], (slot.cache.len() + j) as i32, &[slot.seq], read);
+                    if read {
+                        s.in_batch.push((n + j as i32, targets));
+                    }
+                }
+                slot.cache.extend(s.pending.drain(..take));
+                s.evaluated += take;
+                n += take as i32;
+                continue;
+            }
             let a = slot.active.as_mut().expect("filtered above");
             let take = room.min(a.pending.len());
             let finishes = take == a.pending.len();
@@ -394,15 +596,23 @@ impl<'m> Runner<'m> {
 
         if let Err(e) = self.ctx.decode(&mut self.batch) {
             // The batch is lost: fail the requests in it and forget their slots' caches.
+            let failed = || Error::Generation(format!("decoding failed ({e})"));
             for slot in &mut self.slots {
+                let was_busy = !slot.is_free();
                 if let Some(a) = slot.active.take() {
-                    let _ = a.events.send(GenerationEvent::Error(Error::Generation(format!("decoding failed ({e})"))));
+                    let _ = a.events.send(GenerationEvent::Error(failed()));
+                }
+                if let Some(s) = slot.scoring.take() {
+                    let _ = s.reply.send(Err(failed()));
+                }
+                if was_busy {
                     let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
                     slot.cache.clear();
                 }
             }
             return true;
         }
+        self.read_scores();
 
         let vocab = self.model.vocab();
         for slot in &mut self.slots {
@@ -466,6 +676,70 @@ impl<'m> Runner<'m> {
         }
         true
     }
+}
+
+impl Runner<'_> {
+    /// After a decode: adds the log-probabilities scoring slots asked for, moves each on to its
+    /// next candidate, and answers the finished ones (their caches cut back to the prompt, which
+    /// the next item's instruction prefix shares).
+    fn read_scores(&mut self) {
+        for slot in &mut self.slots {
+            let Some(mut s) = slot.scoring.take() else { continue };
+            for (at, targets) in s.in_batch.drain(..) {
+                let logits = self.ctx.get_logits_ith(at);
+                let lse = log_sum_exp(logits);
+                for (k, token) in targets {
+                    let lp = f64::from(logits[token.0 as usize]) - lse;
+                    s.logprob[k] += lp;
+                    if s.current.is_none() {
+                        s.first[k] = lp;
+                    }
+                }
+            }
+            if !s.pending.is_empty() {
+                slot.scoring = Some(s);
+                continue;
+            }
+            if s.current.is_none() {
+                s.prompt_done = Some(Instant::now());
+            }
+            if s.advance(slot, &mut self.ctx) {
+                slot.scoring = Some(s);
+                continue;
+            }
+            slot.truncate(&mut self.ctx, s.prompt.len());
+            let now = Instant::now();
+            let prompt_done = s.prompt_done.unwrap_or(now);
+            let scores = Scores {
+                candidates: (0..s.candidates.len())
+                    .map(|k| CandidateScore {
+                        logprob: s.logprob[k],
+                        first_logprob: s.first[k],
+                        tokens: s.candidates[k].len(),
+                    })
+                    .collect(),
+                usage: Usage {
+                    prompt_tokens: s.cached_tokens + s.evaluated,
+                    cached_tokens: s.cached_tokens,
+                    completion_tokens: 0,
+                },
+                timings: Timings {
+                    prompt_ms: ms(prompt_done - s.started),
+                    generation_ms: ms(now - prompt_done),
+                    ttft_ms: ms(now - s.received),
+                },
+                model: self.id.clone(),
+            };
+            let _ = s.reply.send(Ok(scores));
+        }
+    }
+}
+
+/// log Σ exp(x), computed stably (the vocabulary is ~150k logits).
+fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    f64::from(max) + sum.ln()
 }
 
 fn ms(d: std::time::Duration) -> f64 {

@@ -3,3 +3,4 @@
 
 mod engine;
 mod real_model;
+mod score;
