@@ -469,7 +469,7 @@ impl HostFunctions for RunHost {
                 prompt_preview: preview(&label, PREVIEW_CHARS),
                 prompt_chars: new.iter().map(|&i| prompts[i].chars().count()).sum(),
             });
-            self.stats.served.fetch_add(1, Ordering::SeqCst);
+            self.stats.served.fetch_add(reserved, Ordering::SeqCst);
             let started = Instant::now();
             let asks = new.iter().map(|&i| {
                 let request = ScoreRequest {
@@ -524,6 +524,7 @@ impl HostFunctions for RunHost {
                 Some(quarry_llm::Error::Unsupported(m)) => {
                     // Nothing was scored: the calls go back, for the generated labels to use.
                     self.stats.calls.fetch_sub(reserved, Ordering::SeqCst);
+                    self.stats.served.fetch_sub(reserved, Ordering::SeqCst);
                     return Err(m);
                 }
                 Some(e) => return Err(format!("the sub model failed: {e}")),

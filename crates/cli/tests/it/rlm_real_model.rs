@@ -67,26 +67,29 @@ async fn the_code_grammar_bounds_the_plan_line() {
     assert!(!reply.unterminated(), "{:?}", c.text);
 }
 
-/// `llm_classify` through the real 0.5B sub model labels every item with an allowed label: its
-/// replies are held to the grammar. Left free, this model named no allowed label for 101 of 120
-/// TREC questions (it answered them instead; docs/results.md).
+/// `llm_classify` through the real 0.5B sub model gives every item an allowed label, read off the
+/// model's likelihoods (the engine scores each label; no reply is generated). Asked to write
+/// labels instead, this model named no allowed label for 101 of 120 TREC questions, and under a
+/// grammar got a quarter right (docs/results.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn llm_classify_gets_an_allowed_label_for_every_item_from_the_small_model() {
+async fn llm_classify_labels_every_item_by_likelihood_through_the_small_model() {
     let sub = serve_small().await;
     let questions = [
-        "Who wrote the novel Moby Dick ?",
-        "What does CPU stand for ?",
-        "Where is the Taj Mahal ?",
-        "How many players are on a soccer team ?",
-        "Why do cats purr ?",
-        "What is the largest species of shark ?",
-        "When did the Berlin Wall fall ?",
-        "Who was the first woman in space ?",
-        "What is the capital of Canada ?",
-        "What is the abbreviation for the United Nations ?",
-        "How does a refrigerator work ?",
-        "What instrument did Louis Armstrong play ?",
+        ("Who wrote the novel Moby Dick ?", "human being"),
+        ("What does CPU stand for ?", "abbreviation"),
+        ("Where is the Taj Mahal ?", "location"),
+        ("How many players are on a soccer team ?", "numeric value"),
+        ("Why do cats purr ?", "description and abstract concept"),
+        ("What is the largest species of shark ?", "entity"),
+        ("When did the Berlin Wall fall ?", "numeric value"),
+        ("Who was the first woman in space ?", "human being"),
+        ("What is the capital of Canada ?", "location"),
+        ("What is the abbreviation for the United Nations ?", "abbreviation"),
+        ("How does a refrigerator work ?", "description and abstract concept"),
+        ("What instrument did Louis Armstrong play ?", "entity"),
     ];
+    let truth: Vec<&str> = questions.iter().map(|(_, l)| *l).collect();
+    let questions: Vec<&str> = questions.iter().map(|(q, _)| *q).collect();
     let labels =
         ["abbreviation", "description and abstract concept", "entity", "human being", "location", "numeric value"];
     let code = format!(
@@ -105,7 +108,11 @@ async fn llm_classify_gets_an_allowed_label_for_every_item_from_the_small_model(
     assert_eq!(printed.matches('\'').count(), 2 * questions.len(), "{printed}");
     let named = labels.iter().map(|l| printed.matches(&format!("'{l}'")).count()).sum::<usize>();
     assert_eq!(named, questions.len(), "only allowed labels: {printed}");
-    assert_eq!(result.sub_calls, 2, "two batches of ten and two, no retries");
+    let given: Vec<&str> = printed.trim_matches(['[', ']']).split(", ").map(|l| l.trim_matches('\'')).collect();
+    let right = given.iter().zip(&truth).filter(|(g, t)| g == t).count();
+    // 8 of 12 when written (2026-12); chance is 2, the commonest label 3.
+    assert!(right >= 7, "{right} of 12 right: {given:?}");
+    assert_eq!(result.sub_calls, 2, "12 items and 3 content-free prompts scored: ten to a sub-call");
 }
 
 /// A root model that replies with its script, in order.

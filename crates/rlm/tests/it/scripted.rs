@@ -812,6 +812,81 @@ async fn llm_classify_labels_every_item_in_batches_and_retries_what_was_skipped(
     assert_eq!(*sub.grammars.lock().unwrap(), vec![None]);
 }
 
+/// A sub model that scores: "positive" is likely for texts with "good" in them, and, like a
+/// small model, it leans to "negative" whatever the text (content-free inputs included), which
+/// calibration must divide out. Generating is a failure: the likelihood path never generates.
+#[derive(Default)]
+struct Scorer {
+    prompts: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for Scorer {
+    fn name(&self) -> &str {
+        "scorer"
+    }
+
+    async fn chat_stream(&self, _: &ChatRequest, _: &mut dyn DeltaSink) -> quarry_llm::Result<Completion> {
+        Err(quarry_llm::Error::Generation("the scorer was asked to generate".into()))
+    }
+
+    async fn score(&self, request: &quarry_llm::ScoreRequest) -> quarry_llm::Result<quarry_llm::Scores> {
+        let prompt = request.messages.last().unwrap().content.clone();
+        self.prompts.lock().unwrap().push(prompt.clone());
+        let text = prompt.rsplit("Text: ").next().unwrap();
+        let positive = if text.contains("good") {
+            0.45
+        } else if ["N/A", "", "[MASK]"].contains(&text) {
+            0.05
+        } else {
+            0.01
+        };
+        let candidates = request
+            .candidates
+            .iter()
+            .map(|c| {
+                let p: f64 = if c == "positive" { positive } else { 1.0 - positive };
+                quarry_llm::CandidateScore { logprob: p.ln(), first_logprob: p.ln(), tokens: 1 }
+            })
+            .collect();
+        Ok(quarry_llm::Scores {
+            candidates,
+            usage: Usage::default(),
+            timings: Timings::default(),
+            model: "scorer".into(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_classify_scores_labels_by_likelihood_calibrated_where_the_sub_model_scores() {
+    let items: Vec<String> =
+        (0..25).map(|i| if i % 2 == 0 { format!("good day {i}") } else { format!("cold tea {i}") }).collect();
+    let code = format!(
+        "```repl\nlabels = llm_classify({items:?}, ['positive', 'negative'])\nprint(labels.count('positive'), labels[:3])\nagain = llm_classify({items:?}, ['positive', 'negative'])\nprint(again == labels)\n```"
+    );
+    let root = Scripted::new(&[&code, "FINAL(done)"]);
+    let (_dir, folder) = folder();
+    let sub = Arc::new(Scorer::default());
+    let r = Rlm::new(root.clone(), sub.clone(), config(Budget::default()))
+        .run(&folder, "Q?", CancelToken::default(), |_| {})
+        .await
+        .unwrap();
+    let fed_back = root.last_user(1);
+    // Raw, "negative" wins every item (0.55 > 0.45); divided by the content-free prior (0.05 :
+    // 0.95), the "good" items are positive.
+    assert!(fed_back.contains("13 ['positive', 'negative', 'positive']"), "{fed_back}");
+    assert!(fed_back.contains("True"), "{fed_back}");
+    let prompts = sub.prompts.lock().unwrap().clone();
+    // One prompt per item plus three content-free ones, once: the second call reuses the scores.
+    assert_eq!(prompts.len(), 28, "{prompts:?}");
+    assert!(prompts.iter().any(|p| p.ends_with("Text: N/A")), "{prompts:?}");
+    // Every prompt starts with the same instruction and labels, the item last (the engine's
+    // prompt cache shares that prefix).
+    assert!(prompts.iter().all(|p| p.starts_with("Labels: positive; negative.")), "{prompts:?}");
+    assert_eq!(r.sub_calls, 3, "28 scored prompts count as three sub-calls");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_final_beside_the_repeated_code_is_taken_since_its_output_was_seen() {
     let grep = "```repl\nprint(grep('needle')[0]['text'])\n```";
