@@ -125,6 +125,11 @@ pub struct RunHost {
     answered: Mutex<HashMap<(String, Option<String>), String>>,
     /// What the loop should tell the root after this execution (see [`RunHost::take_notes`]).
     notes: Mutex<Vec<String>>,
+    /// The root model, when it may label by likelihood (see [`Labeller`]).
+    root: Option<Arc<dyn LanguageModel>>,
+    labeller: Labeller,
+    /// The model this run's first `llm_score` chose; later calls use it too.
+    chosen_labeller: Mutex<Option<Arc<dyn LanguageModel>>>,
 }
 
 impl RunHost {
@@ -155,6 +160,9 @@ impl RunHost {
             sub_grammars: false,
             answered: Mutex::new(HashMap::new()),
             notes: Mutex::new(Vec::new()),
+            root: None,
+            labeller: Labeller::Sub,
+            chosen_labeller: Mutex::new(None),
         }
     }
 
@@ -395,6 +403,90 @@ impl RunHost {
     }
 }
 
+/// Which model labels by likelihood (`llm_classify`): the 1.5B root labelled 75% of 100 TREC
+/// test questions right, the 0.5B sub model 34% (evals/classify.py, docs/results.md), at about a
+/// third of the speed. `Auto` lets the root label unless its measured speed would spend more than
+/// half the run's remaining time on the call; the first call decides for the run, so one
+/// labelling never mixes two models' calibrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Labeller {
+    Sub,
+    Root,
+    #[default]
+    Auto,
+}
+
+/// Prompts the root scores first, to measure its speed, under [`Labeller::Auto`].
+const LABELLER_PROBE: usize = 8;
+
+impl RunHost {
+    /// Lets `root` label by likelihood, as `mode` says (without it the sub model labels).
+    pub fn with_labeller(mut self, root: Arc<dyn LanguageModel>, mode: Labeller) -> RunHost {
+        self.root = Some(root);
+        self.labeller = mode;
+        self
+    }
+
+    /// Scores `requests` with the run's labeller, choosing it on the first call; returns its
+    /// name with the results, or the first error that stopped them all (the deadline).
+    async fn score_all(
+        &self,
+        requests: &[ScoreRequest],
+    ) -> (String, quarry_llm::Result<Vec<quarry_llm::Result<quarry_llm::Scores>>>) {
+        let chosen = self.chosen_labeller.lock().expect("labeller lock").clone();
+        let model = match (chosen, &self.root, self.labeller) {
+            (Some(m), _, _) => m,
+            (None, None, _) | (None, _, Labeller::Sub) => self.sub.clone(),
+            (None, Some(root), mode) => {
+                let probe = requests.len().min(if mode == Labeller::Auto { LABELLER_PROBE } else { requests.len() });
+                let started = Instant::now();
+                let first = match self.scored(root.as_ref(), &requests[..probe]).await {
+                    Ok(r) => r,
+                    Err(e) => return (root.name().to_string(), Err(e)),
+                };
+                let unsupported = first.iter().any(|r| matches!(r, Err(quarry_llm::Error::Unsupported(_))));
+                let per_prompt = started.elapsed().as_secs_f64() / probe.max(1) as f64;
+                let needed = per_prompt * (requests.len() - probe) as f64;
+                let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()).as_secs_f64());
+                let keep = !unsupported && left.is_none_or(|left| needed <= left / 2.0);
+                if keep {
+                    *self.chosen_labeller.lock().expect("labeller lock") = Some(root.clone());
+                    let rest = match self.scored(root.as_ref(), &requests[probe..]).await {
+                        Ok(r) => r,
+                        Err(e) => return (root.name().to_string(), Err(e)),
+                    };
+                    return (root.name().to_string(), Ok(first.into_iter().chain(rest).collect()));
+                }
+                tracing::info!(
+                    root = root.name(),
+                    per_prompt,
+                    prompts = requests.len(),
+                    unsupported,
+                    "the sub model labels: the root would take too long or cannot score"
+                );
+                self.sub.clone()
+            }
+        };
+        *self.chosen_labeller.lock().expect("labeller lock") = Some(model.clone());
+        let name = model.name().to_string();
+        (name, self.scored(model.as_ref(), requests).await)
+    }
+
+    /// Every request in flight at once, cut off at the run's deadline.
+    async fn scored(
+        &self,
+        model: &dyn LanguageModel,
+        requests: &[ScoreRequest],
+    ) -> quarry_llm::Result<Vec<quarry_llm::Result<quarry_llm::Scores>>> {
+        let all = futures_util::future::join_all(requests.iter().map(|r| model.score(r)));
+        match self.deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), all).await.map_err(|_| quarry_llm::Error::TimeLimit),
+            None => Ok(all.await),
+        }
+    }
+}
+
 impl RunHost {
     fn note_hits(&self, hits: &[Value]) {
         self.stats.note(hits.iter().filter_map(|h| {
@@ -440,13 +532,14 @@ impl HostFunctions for RunHost {
         Ok(answers.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    /// Every prompt scored at once (the engine batches them). Ten scored prompts count as one
-    /// sub-call against the budget: scoring one short prompt evaluates about a tenth of what a
-    /// labelling prompt of ten items costs, and generates nothing, so counting each as a call
-    /// would end a 1,300-record OOLONG labelling at the default 200 calls, where the generated
-    /// path needs 133. Scores already computed in this run are reused.
+    /// Every prompt scored at once (the engine batches them), by the run's labeller (see
+    /// [`RunHost::with_labeller`]). Ten scored prompts count as one sub-call against the budget:
+    /// scoring one short prompt evaluates about a tenth of what a labelling prompt of ten items
+    /// costs, and generates nothing, so counting each as a call would end a 1,300-record OOLONG
+    /// labelling at the default 200 calls, where the generated path needs 133. Scores already
+    /// computed in this run are reused.
     fn llm_score(&self, prompts: &[String], candidates: &[String], model: Option<&str>) -> HostResult<Value> {
-        let _ = model; // one sub model per run, as for llm_query
+        let _ = model; // the run's labeller decides, as the sub model does for llm_query
         let key = |p: &str| (p.to_string(), Some(format!("score\u{1f}{}", candidates.join("\u{1f}"))));
         let known: Vec<Option<Value>> = {
             let answered = self.answered.lock().expect("answers lock");
@@ -454,84 +547,80 @@ impl HostFunctions for RunHost {
         };
         let new: Vec<usize> = (0..prompts.len()).filter(|&i| known[i].is_none()).collect();
         let mut out = known;
-        if !new.is_empty() {
-            let reserved = new.len().div_ceil(SCORES_PER_SUB_CALL);
-            let id = self.reserve(reserved)?;
-            let label = format!(
-                "llm_score: {} prompt{} × {} candidates ({})",
-                new.len(),
-                if new.len() == 1 { "" } else { "s" },
-                candidates.len(),
-                candidates.join(" | ")
-            );
-            let _ = self.events.send(Event::SubCallStarted {
-                id,
-                prompt_preview: preview(&label, PREVIEW_CHARS),
-                prompt_chars: new.iter().map(|&i| prompts[i].chars().count()).sum(),
-            });
-            self.stats.served.fetch_add(reserved, Ordering::SeqCst);
-            let started = Instant::now();
-            let asks = new.iter().map(|&i| {
-                let request = ScoreRequest {
-                    messages: vec![quarry_llm::ChatMessage::user(&prompts[i])],
-                    candidates: candidates.to_vec(),
-                };
-                async move { self.sub.score(&request).await }
-            });
-            let all = futures_util::future::join_all(asks);
-            let results = self.handle.block_on(async {
-                match self.deadline {
-                    Some(d) => tokio::time::timeout_at(d.into(), all).await.map_err(|_| quarry_llm::Error::TimeLimit),
-                    None => Ok(all.await),
-                }
-            });
-            let seconds = started.elapsed().as_secs_f64();
-            let mut usage = Usage::default();
-            let mut failure = None;
-            match results {
-                Ok(results) => {
-                    let mut answered = self.answered.lock().expect("answers lock");
-                    for (&i, r) in new.iter().zip(results) {
-                        match r {
-                            Ok(s) => {
-                                usage += s.usage;
-                                let v = serde_json::to_value(&s.candidates).unwrap_or(Value::Null);
-                                answered.insert(key(&prompts[i]), v.to_string());
-                                out[i] = Some(v);
-                            }
-                            Err(e) => {
-                                failure.get_or_insert(e);
-                            }
+        if new.is_empty() {
+            return Ok(Value::Array(out.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()));
+        }
+        let reserved = new.len().div_ceil(SCORES_PER_SUB_CALL);
+        let id = self.reserve(reserved)?;
+        self.stats.served.fetch_add(reserved, Ordering::SeqCst);
+        let requests: Vec<ScoreRequest> = new
+            .iter()
+            .map(|&i| ScoreRequest {
+                messages: vec![quarry_llm::ChatMessage::user(&prompts[i])],
+                candidates: candidates.to_vec(),
+            })
+            .collect();
+        let started = Instant::now();
+        let _ = self.events.send(Event::SubCallStarted {
+            id,
+            prompt_preview: preview(
+                &format!(
+                    "llm_score: {} prompt{} × {} candidates ({})",
+                    new.len(),
+                    if new.len() == 1 { "" } else { "s" },
+                    candidates.len(),
+                    candidates.join(" | ")
+                ),
+                PREVIEW_CHARS,
+            ),
+            prompt_chars: new.iter().map(|&i| prompts[i].chars().count()).sum(),
+        });
+        let (labeller, results) = self.handle.block_on(self.score_all(&requests));
+        let seconds = started.elapsed().as_secs_f64();
+        let mut usage = Usage::default();
+        let mut failure = None;
+        match results {
+            Ok(results) => {
+                let mut answered = self.answered.lock().expect("answers lock");
+                for (&i, r) in new.iter().zip(results) {
+                    match r {
+                        Ok(s) => {
+                            usage += s.usage;
+                            let v = serde_json::to_value(&s.candidates).unwrap_or(Value::Null);
+                            answered.insert(key(&prompts[i]), v.to_string());
+                            out[i] = Some(v);
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(e);
                         }
                     }
                 }
-                Err(e) => failure = Some(e),
             }
-            *self.stats.usage.lock().expect("usage lock") += usage;
-            let response = match &failure {
-                Some(e) => e.to_string(),
-                None => format!("{} prompts scored", new.len()),
-            };
-            let _ = self.events.send(Event::SubCallFinished {
-                id,
-                ok: failure.is_none(),
-                response_preview: preview(&response, PREVIEW_CHARS),
-                usage,
-                seconds,
-            });
-            match failure {
-                Some(quarry_llm::Error::TimeLimit) => return Err(TIME_UP.into()),
-                Some(quarry_llm::Error::Unsupported(m)) => {
-                    // Nothing was scored: the calls go back, for the generated labels to use.
-                    self.stats.calls.fetch_sub(reserved, Ordering::SeqCst);
-                    self.stats.served.fetch_sub(reserved, Ordering::SeqCst);
-                    return Err(m);
-                }
-                Some(e) => return Err(format!("the sub model failed: {e}")),
-                None => {}
-            }
+            Err(e) => failure = Some(e),
         }
-        Ok(Value::Array(out.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()))
+        *self.stats.usage.lock().expect("usage lock") += usage;
+        let response = match &failure {
+            Some(e) => e.to_string(),
+            None => format!("{} prompts scored by {labeller}", new.len()),
+        };
+        let _ = self.events.send(Event::SubCallFinished {
+            id,
+            ok: failure.is_none(),
+            response_preview: preview(&response, PREVIEW_CHARS),
+            usage,
+            seconds,
+        });
+        match failure {
+            Some(quarry_llm::Error::TimeLimit) => Err(TIME_UP.into()),
+            Some(quarry_llm::Error::Unsupported(m)) => {
+                // Nothing was scored: the calls go back, for the generated labels to use.
+                self.stats.calls.fetch_sub(reserved, Ordering::SeqCst);
+                self.stats.served.fetch_sub(reserved, Ordering::SeqCst);
+                Err(m)
+            }
+            Some(e) => Err(format!("the sub model failed: {e}")),
+            None => Ok(Value::Array(out.into_iter().map(|v| v.unwrap_or(Value::Null)).collect())),
+        }
     }
 
     /// A child RLM run with its own REPL while the depth allows (see `RlmConfig::max_depth`);

@@ -49,6 +49,7 @@ pub use analyst::{Analyst, AnalystConfig, Answer, Mode};
 pub use budget::{Budget, StopReason};
 pub use cite::{cite, cite_with_sources, Check, Citation};
 pub use context::{page_marks, FolderSummary};
+pub use host::Labeller;
 pub use models::{ModelChoice, Models};
 pub use parse::{parse_reply, CodeBlock, FinalAnswer, Reply};
 /// Stops a run at its next step; the same token cancels a model download.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
-use crate::host::{Recursion, RunHost, SubCallStats};
+use crate::host::{Labeller, Recursion, RunHost, SubCallStats};
 use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
 use crate::repl_thread::ReplThread;
 use crate::trajectory::{AnswerSource, BlockRun, Event, Iteration, Metadata, Trajectory};
@@ -61,6 +61,8 @@ pub struct RlmConfig {
     /// allowed label per item. Without it the replies are parsed as written (the 0.5B model,
     /// unconstrained, named no allowed label for 101 of 120 TREC questions; docs/results.md).
     pub sub_accepts_grammar: bool,
+    /// Which model `llm_classify` labels with where models score (see [`Labeller`]).
+    pub labeller: Labeller,
 }
 
 /// A root turn under [`RlmConfig::root_grammar`]. Code lines cannot hold backticks, so the
@@ -109,6 +111,7 @@ impl Default for RlmConfig {
             root_grammar: false,
             accepts_grammar: true,
             sub_accepts_grammar: true,
+            labeller: Labeller::Auto,
         }
     }
 }
@@ -262,7 +265,8 @@ impl Rlm {
             .with_layouts(layouts.clone())
             .with_recursion(recursion)
             .with_deadline(deadline)
-            .with_sub_grammars(self.config.sub_accepts_grammar),
+            .with_sub_grammars(self.config.sub_accepts_grammar)
+            .with_labeller(self.root.clone(), self.config.labeller),
         );
         let context = if text {
             Context::Text(documents.into_iter().next().map(|(_, t)| t).unwrap_or_default())

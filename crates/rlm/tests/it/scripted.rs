@@ -887,6 +887,64 @@ async fn llm_classify_scores_labels_by_likelihood_calibrated_where_the_sub_model
     assert_eq!(r.sub_calls, 3, "28 scored prompts count as three sub-calls");
 }
 
+/// A root model that also scores (Quarry's engine serves both), taking `delay` per call.
+struct ScoringRoot {
+    script: Arc<Scripted>,
+    scorer: Scorer,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for ScoringRoot {
+    fn name(&self) -> &str {
+        "root"
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest, sink: &mut dyn DeltaSink) -> quarry_llm::Result<Completion> {
+        self.script.chat_stream(request, sink).await
+    }
+
+    async fn score(&self, request: &quarry_llm::ScoreRequest) -> quarry_llm::Result<quarry_llm::Scores> {
+        tokio::time::sleep(self.delay).await;
+        self.scorer.score(request).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_labels_unless_its_measured_speed_would_overrun_the_run() {
+    let code = "```repl\nlabels = llm_classify(['good %d' % i if i % 2 else 'cold %d' % i for i in range(25)], ['positive', 'negative'])\nprint(labels.count('positive'))\n```";
+    for (delay, root_labels) in [(Duration::ZERO, true), (Duration::from_secs(1), false)] {
+        let script = Scripted::new(&[code, "FINAL(done)"]);
+        let root = Arc::new(ScoringRoot { script: script.clone(), scorer: Scorer::default(), delay });
+        let sub = Arc::new(Scorer::default());
+        let budget = Budget { wall_clock: Some(Duration::from_secs(4)), ..Budget::default() };
+        let (_dir, folder) = folder();
+        let mut events = Vec::new();
+        Rlm::new(root.clone(), sub.clone(), config(budget))
+            .run(&folder, "Q?", CancelToken::default(), |e| events.push(e.clone()))
+            .await
+            .unwrap();
+        assert!(script.last_user(1).contains("12\n"), "{}", script.last_user(1));
+        let (by_root, by_sub) = (root.scorer.prompts.lock().unwrap().len(), sub.prompts.lock().unwrap().len());
+        let said = events
+            .iter()
+            .find_map(|e| match e {
+                Event::SubCallFinished { response_preview, .. } => Some(response_preview.clone()),
+                _ => None,
+            })
+            .unwrap();
+        if root_labels {
+            assert_eq!((by_root, by_sub), (28, 0));
+            assert_eq!(said, "28 prompts scored by root");
+        } else {
+            // Eight prompts took a second: the other twenty would take 2.5 s of the 4 left, so
+            // the sub model scores all 28 (one labelling, one model's calibration).
+            assert_eq!((by_root, by_sub), (8, 28));
+            assert_eq!(said, "28 prompts scored by scorer");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_final_beside_the_repeated_code_is_taken_since_its_output_was_seen() {
     let grep = "```repl\nprint(grep('needle')[0]['text'])\n```";
