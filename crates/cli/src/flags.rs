@@ -58,6 +58,18 @@ pub struct LoopArgs {
     /// or one FINAL line (local models and llama.cpp servers only).
     #[arg(long)]
     pub root_grammar: bool,
+    /// Which model `llm_classify` labels with, where models score labels by likelihood: `root`
+    /// (the larger; 75% of TREC questions right against the sub model's 34%), `sub`, or `auto`
+    /// (the root unless its measured speed would take more than half the time left).
+    #[arg(long, value_enum, default_value_t = LabellerArg::Auto)]
+    pub labeller: LabellerArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum LabellerArg {
+    Auto,
+    Root,
+    Sub,
 }
 
 impl LoopArgs {
@@ -68,6 +80,11 @@ impl LoopArgs {
         b.wall_clock = self.max_seconds.map(std::time::Duration::from_secs);
         config.rlm.max_depth = self.max_depth.max(1);
         config.rlm.root_grammar = self.root_grammar;
+        config.rlm.labeller = match self.labeller {
+            LabellerArg::Auto => quarry_rlm::Labeller::Auto,
+            LabellerArg::Root => quarry_rlm::Labeller::Root,
+            LabellerArg::Sub => quarry_rlm::Labeller::Sub,
+        };
     }
 }
 
