@@ -98,8 +98,18 @@ const ANSWER: Answer = {
       line_end: 9,
       location: 'ghost.txt:9',
       verified: false,
+      status: 'failed',
       check: 'exists',
       problem: 'no such file',
+    },
+    {
+      path: 'speech.txt',
+      line_start: 1,
+      line_end: 60,
+      location: 'speech.txt:1-60',
+      verified: false,
+      status: 'unchecked',
+      check: 'exists',
     },
   ],
   iterations: 2,
@@ -160,13 +170,17 @@ describe('Asking', () => {
     const answer = target.querySelector('#answer')!;
     expect(answer.querySelector('.answer-text')?.textContent).toBe(ANSWER.answer);
     const sources = answer.querySelectorAll('.citations li');
-    expect(sources).toHaveLength(3);
+    expect(sources).toHaveLength(4);
     expect(sources[0].textContent).toContain('✓');
     expect(sources[0].textContent).toContain('memo.txt:2');
     // A PDF's citation names its page label and the lines within the page.
     expect(sources[1].textContent).toContain('room/msa.pdf p. 2, lines 4–5');
     expect(sources[2].textContent).toContain('✗');
     expect(sources[2].textContent).toContain('no such file');
+    // A file that exists is not a verified source: it is shown apart, as unchecked.
+    expect(sources[3].textContent).toContain('?');
+    expect(sources[3].textContent).not.toContain('✓');
+    expect(sources[3].textContent).toContain('nothing in the answer to check');
     expect(answer.querySelector('#stats')?.textContent).toContain('answered');
     expect(answer.querySelector('#stats')?.textContent).toContain('12.3 s');
     expect(target.querySelector('#cancel')).toBeNull();

@@ -94,6 +94,9 @@ export type Citation = {
   /** As a reader wants it: `contracts/msa.pdf p. 12, lines 3–5`, or `notes.txt:3-5`. */
   location: string;
   verified: boolean;
+  /** `verified`: the lines hold the answer's quote or numbers; `unchecked`: they exist, with
+   * nothing to look for in them; `failed`: they do not exist or do not hold it. */
+  status?: 'verified' | 'unchecked' | 'failed';
   /** The answer cited nothing; Quarry found this among the lines the run read. */
   found?: boolean;
   check: string;

@@ -111,8 +111,17 @@ fn print_sources(answer: &Answer) {
     }
     println!("\nSources:");
     for c in &answer.citations {
-        let mark = if c.verified { "✓" } else { "✗" };
+        // Three states: the lines hold the answer's value (✓), the lines exist but there was
+        // nothing to look for in them (?), the citation does not hold (✗).
+        let mark = match c.status {
+            quarry_rlm::CitationStatus::Verified => "✓",
+            quarry_rlm::CitationStatus::Unchecked => "?",
+            quarry_rlm::CitationStatus::Failed => "✗",
+        };
         match &c.problem {
+            None if c.status == quarry_rlm::CitationStatus::Unchecked => {
+                println!("  {mark} {} (exists; the answer states no quote or number to check in it)", c.location)
+            }
             Some(p) => println!("  {mark} {} ({p})", c.location),
             None if c.found => {
                 println!("  {mark} {} (the answer cited nothing; found among the lines the run read)", c.location)

@@ -44,7 +44,9 @@ pub struct Citation {
     /// The citation as a reader wants it: `contracts/msa.pdf p. 12, lines 3–5`, `notes.txt:3-5`.
     #[serde(default)]
     pub location: String,
+    /// The cited lines hold the claim's quote or numbers: `status` is [`Status::Verified`].
     pub verified: bool,
+    pub status: Status,
     pub check: Check,
     /// Why an unverified citation failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +55,21 @@ pub struct Citation {
     /// and search hits, chunks sent to sub-calls) holding the answer's numbers or quotes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub found: bool,
+}
+
+/// What checking a citation established. A file and lines that exist do not make an answer
+/// right: a wrong answer ("the access code is `1945-Truman.txt`") once came with
+/// `1945-Truman.txt:1-60 ✓`, checked only for existence. So that is `Unchecked`, shown apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The cited lines contain the claim's quoted text or its numbers.
+    Verified,
+    /// The lines exist, but the claim has no quote or number to look for in them.
+    Unchecked,
+    /// The file, page or lines do not exist, or do not hold the quote or numbers.
+    #[default]
+    Failed,
 }
 
 /// What was checked in the cited lines.
@@ -85,7 +102,7 @@ pub fn cite_with_sources(answer: &str, folder: &Folder, sources: &[Source]) -> V
     for (i, f) in found.iter().enumerate() {
         let claim = claim_for(answer, &found, i);
         let mut c = verify(f, &claim, folder);
-        if f.lines.is_none() && f.page.is_none() && c.verified && c.check != Check::Exists {
+        if f.lines.is_none() && f.page.is_none() && c.verified {
             let narrowed = sources.iter().filter(|s| s.path == f.path).take(50).find_map(|s| {
                 let n = verify(&Found { lines: Some((s.line_start, s.line_end)), ..f.clone() }, &claim, folder);
                 n.verified.then_some(n)
@@ -120,7 +137,7 @@ fn found_in_sources(answer: &str, folder: &Folder, sources: &[Source]) -> Option
         };
         let mut c = verify(&f, answer, folder);
         c.found = true;
-        (c.verified && c.check != Check::Exists).then_some(c)
+        (c.verified).then_some(c)
     })
 }
 
@@ -312,6 +329,7 @@ fn check(f: &Found, claim: &str, folder: &Folder) -> Citation {
         page_label: None,
         location: String::new(),
         verified: false,
+        status: Status::Failed,
         check: Check::Exists,
         problem: None,
         found: false,
@@ -366,7 +384,8 @@ fn check(f: &Found, claim: &str, folder: &Folder) -> Citation {
             return c;
         }
     }
-    c.verified = true;
+    c.verified = c.check != Check::Exists;
+    c.status = if c.verified { Status::Verified } else { Status::Unchecked };
     c
 }
 
@@ -437,7 +456,7 @@ mod tests {
                 ("contracts/lease.txt", 3, 3, true, Check::Numbers),
                 ("contracts/lease.txt", 2, 2, true, Check::Numbers),
                 ("contracts/nda.txt", 2, 3, true, Check::Numbers),
-                ("contracts/nda.txt", 3, 3, true, Check::Exists),
+                ("contracts/nda.txt", 3, 3, false, Check::Exists),
             ]
         );
     }
@@ -465,7 +484,7 @@ mod tests {
         let c = cite("From /data/contracts/lease.txt and `notes/lease.txt`; lease.txt alone is ambiguous.", &f);
         assert_eq!(
             short(&c),
-            [("contracts/lease.txt", 1, 3, true, Check::Exists), ("notes/lease.txt", 1, 1, true, Check::Exists)]
+            [("contracts/lease.txt", 1, 3, false, Check::Exists), ("notes/lease.txt", 1, 1, false, Check::Exists)]
         );
         assert!(cite("Answer: 42", &f).is_empty());
     }
@@ -525,7 +544,10 @@ mod tests {
         assert_eq!(located(&c), [("contracts/msa.pdf p. 1, lines 1\u{2013}2", Some(2), true)]);
         assert_eq!(c[0].check, Check::Quote);
         // Text files keep path:line.
-        assert_eq!(located(&cite("b is at notes.txt:2", &f)), [("notes.txt:2", None, true)]);
+        // With nothing in the claim to look for, an existing line is unchecked, not verified.
+        let c = cite("b is at notes.txt:2", &f);
+        assert_eq!(located(&c), [("notes.txt:2", None, false)]);
+        assert_eq!((c[0].status, c[0].problem.as_deref()), (Status::Unchecked, None));
     }
 
     #[test]
@@ -534,6 +556,7 @@ mod tests {
         let c = cite("Fees are 5,000 (msa.pdf p. i, line 2).", &f);
         assert_eq!(located(&c), [("contracts/msa.pdf p. i, line 2", Some(1), false)]);
         assert_eq!(c[0].problem.as_deref(), Some("5000 is not in the cited lines"));
+        assert_eq!(c[0].status, Status::Failed);
         let c = cite("Fees are 5,000 (msa.pdf p. 9).", &f);
         assert_eq!(c[0].problem.as_deref(), Some("contracts/msa.pdf has no page 9"));
         assert_eq!(c[0].location, "contracts/msa.pdf p. 9");
@@ -541,7 +564,8 @@ mod tests {
         assert_eq!(c[0].problem.as_deref(), Some("page 1 of contracts/msa.pdf has 2 lines"));
         // "page" followed by a word is prose, and the citation is the bare file.
         let c = cite("The msa.pdf page describes fees.", &f);
-        assert_eq!(located(&c), [("contracts/msa.pdf", None, true)]);
+        assert_eq!(located(&c), [("contracts/msa.pdf", None, false)]);
+        assert_eq!(c[0].status, Status::Unchecked);
     }
 
     #[test]

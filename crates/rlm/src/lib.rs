@@ -47,7 +47,7 @@ pub mod trajectory;
 
 pub use analyst::{Analyst, AnalystConfig, Answer, Mode};
 pub use budget::{Budget, StopReason};
-pub use cite::{cite, cite_with_sources, Check, Citation};
+pub use cite::{cite, cite_with_sources, Check, Citation, Status as CitationStatus};
 pub use context::{page_marks, FolderSummary};
 pub use host::Labeller;
 pub use models::{ModelChoice, Models};

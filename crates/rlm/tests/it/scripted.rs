@@ -1186,5 +1186,7 @@ async fn grep_hits_name_their_page_read_takes_a_page_and_the_answer_cites_it() {
     let answer = quarry_rlm::cite(result.answer.as_deref().unwrap(), &folder);
     assert_eq!(answer.len(), 1);
     assert_eq!(answer[0].location, "contract.pdf p. 1, line 2");
-    assert_eq!((answer[0].page, answer[0].verified), (Some(2), true));
+    // The page and line exist; the answer names no number or quote to find there, so the
+    // citation is unchecked, not verified.
+    assert_eq!((answer[0].page, answer[0].status), (Some(2), quarry_rlm::CitationStatus::Unchecked));
 }
