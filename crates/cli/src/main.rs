@@ -7,6 +7,7 @@ mod bench;
 mod eval;
 mod extract;
 mod flags;
+mod index;
 mod models;
 mod progress;
 mod repl;
@@ -35,6 +36,9 @@ enum Command {
     /// Print what Quarry reads from files: their text by page (or JSON), through the confined
     /// extraction worker a folder is read with.
     Extract(extract::ExtractArgs),
+    /// Collections: folders indexed once (tantivy + a SQLite catalog) and kept up to date.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
     /// An interactive sandboxed Python, as the RLM's root model gets it.
     Repl(repl::ReplArgs),
     /// Serve local models through an OpenAI-compatible HTTP API.
@@ -75,6 +79,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::System(args) => system::run(args),
             Command::Extract(args) => extract::run(args),
+            Command::Index(cmd) => index::run(cmd).await,
             Command::Worker(_) => unreachable!("handled before the runtime starts"),
         }
     });
