@@ -90,7 +90,11 @@ pub fn split(text: &str, max: usize) -> Vec<(usize, usize)> {
     let mut start = 0;
     while start < text.len() {
         let rest = &text[start..];
-        let mut end = if rest.len() <= max { rest.len() } else { rest[..max].rfind('\n').map_or(0, |i| i + 1) };
+        // Searched as bytes: `max` may fall inside a character, a `\n` never does.
+        let mut end = match rest.len() <= max {
+            true => rest.len(),
+            false => rest.as_bytes()[..max].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1),
+        };
         if end == 0 {
             // One line longer than a chunk: it is a chunk of its own.
             end = rest.find('\n').map_or(rest.len(), |i| i + 1);
@@ -277,6 +281,17 @@ mod tests {
         let no_newline = "x\nyz";
         let parts: Vec<&str> = split(no_newline, 2).into_iter().map(|(s, l)| &no_newline[s..s + l]).collect();
         assert_eq!(parts, ["x\n", "yz"]);
+    }
+
+    #[test]
+    fn a_chunk_limit_inside_a_character_cuts_at_the_line_before_it() {
+        // Regression: the 64 KiB limit fell inside an em dash of a CUAD contract and panicked.
+        let text = "ab\n\u{2014}\u{2014}\n";
+        for max in 1..text.len() {
+            let parts: Vec<&str> = split(text, max).into_iter().map(|(s, l)| &text[s..s + l]).collect();
+            assert_eq!(parts.concat(), text, "max {max}");
+            assert!(parts.iter().all(|p| p.ends_with('\n')), "max {max}: {parts:?}");
+        }
     }
 
     #[test]
