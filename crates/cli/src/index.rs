@@ -3,7 +3,7 @@
 //! errors; Ctrl-C stops one cleanly, keeping every committed batch, and the next `update`
 //! resumes. Data lives in `$QUARRY_DATA_DIR`, else the user's data dir.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -107,15 +107,15 @@ pub async fn run(cmd: IndexCommand) -> Result<ExitCode> {
             let library = Library::open_default()?;
             let statuses =
                 library.collections()?.iter().map(|c| library.status(c)).collect::<quarry_index::Result<Vec<_>>>()?;
-            if json {
-                for s in &statuses {
-                    println!("{}", serde_json::to_string(&list_json(s))?);
-                }
-            } else if statuses.is_empty() {
+            let mut out = std::io::stdout().lock();
+            if statuses.is_empty() && !json {
                 eprintln!("no collections yet; add one with `quarry index add DIR`");
-            } else {
-                for s in &statuses {
-                    println!(
+            }
+            for s in &statuses {
+                let written = match json {
+                    true => writeln!(out, "{}", serde_json::to_string(&list_json(s))?),
+                    false => writeln!(
+                        out,
                         "{}\t{}\t{} files\t{} pages\t{}\t{}",
                         s.name,
                         s.root.display(),
@@ -123,7 +123,10 @@ pub async fn run(cmd: IndexCommand) -> Result<ExitCode> {
                         s.pages,
                         human_bytes(s.bytes),
                         updated(s.updated_at)
-                    );
+                    ),
+                };
+                if !written_or_closed(written)? {
+                    break;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -134,12 +137,15 @@ pub async fn run(cmd: IndexCommand) -> Result<ExitCode> {
                 Some(n) => vec![library.get(n)?],
                 None => library.collections()?,
             };
+            let mut out = std::io::stdout().lock();
             for row in &rows {
                 let s = library.status(row)?;
-                if json {
-                    println!("{}", serde_json::to_string(&s)?);
-                } else {
-                    print_status(&s);
+                let written = match json {
+                    true => writeln!(out, "{}", serde_json::to_string(&s)?),
+                    false => print_status(&mut out, &s),
+                };
+                if !written_or_closed(written)? {
+                    break;
                 }
             }
             if rows.is_empty() && !json {
@@ -153,6 +159,15 @@ pub async fn run(cmd: IndexCommand) -> Result<ExitCode> {
             eprintln!("removed collection {} ({}); the folder itself is untouched", row.name, row.root.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `Ok(false)` when stdout was closed (`quarry index status | head`): stop printing, quietly.
+fn written_or_closed(r: std::io::Result<()>) -> Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -175,9 +190,10 @@ fn updated(at: Option<i64>) -> String {
     }
 }
 
-fn print_status(s: &CollectionStatus) {
-    println!("{}  {}", s.name, s.root.display());
-    println!(
+fn print_status(out: &mut impl Write, s: &CollectionStatus) -> std::io::Result<()> {
+    writeln!(out, "{}  {}", s.name, s.root.display())?;
+    writeln!(
+        out,
         "  {} files: {} indexed, {} without text{}",
         s.files,
         s.indexed,
@@ -187,30 +203,32 @@ fn print_status(s: &CollectionStatus) {
         } else {
             String::new()
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  {} pages, {} of files, {} of text in {} chunks; index {}",
         s.pages,
         human_bytes(s.bytes),
         human_bytes(s.text_bytes),
         s.chunks,
         human_bytes(s.index_bytes)
-    );
+    )?;
     if !s.formats.is_empty() {
         let formats: Vec<String> = s
             .formats
             .iter()
             .map(|f| format!("{} {} ({} pages, {})", f.files, f.format, f.pages, human_bytes(f.bytes)))
             .collect();
-        println!("  formats: {}", formats.join(", "));
+        writeln!(out, "  formats: {}", formats.join(", "))?;
     }
     for e in &s.errors {
-        println!("  {} ({} file{}):", e.reason, e.files.len(), if e.files.len() == 1 { "" } else { "s" });
+        writeln!(out, "  {} ({} file{}):", e.reason, e.files.len(), if e.files.len() == 1 { "" } else { "s" })?;
         for f in &e.files {
-            println!("    {f}");
+            writeln!(out, "    {f}")?;
         }
     }
-    println!("  {}, {} batch{}", updated(s.updated_at), s.batches, if s.batches == 1 { "" } else { "es" });
+    writeln!(out, "  {}, {} batch{}", updated(s.updated_at), s.batches, if s.batches == 1 { "" } else { "es" })?;
+    Ok(())
 }
 
 fn print_report(row: &CollectionRow, r: &UpdateReport) {
