@@ -214,7 +214,7 @@ pub fn run(options: &TortureOptions, progress: &mut dyn FnMut(&str)) -> Result<T
     let calibration = options.work.join("calibration");
     let clean = run_to_end(&*options.command, &folder, &calibration)?;
     let _ = std::fs::remove_dir_all(&calibration);
-    let window_ms = (clean.as_millis() as u64).max(50);
+    let mut window_ms = (clean.as_millis() as u64).max(50);
     let mut report = TortureReport { rounds: options.rounds, clean_build_ms: window_ms, ..Default::default() };
     progress(&format!("clean build: {window_ms} ms; {} rounds of kill -9 within it", options.rounds));
 
@@ -236,7 +236,7 @@ pub fn run(options: &TortureOptions, progress: &mut dyn FnMut(&str)) -> Result<T
         let edits = AtomicUsize::new(0);
         let edit_seed = rng.next();
         let serial_base = round as u64 * 1_000;
-        std::thread::scope(|s| {
+        let finished_after = std::thread::scope(|s| {
             s.spawn(|| {
                 let mut r = Rng(edit_seed);
                 let mut n = 0u64;
@@ -251,17 +251,32 @@ pub fn run(options: &TortureOptions, progress: &mut dyn FnMut(&str)) -> Result<T
                     n += 1;
                 }
             });
-            std::thread::sleep(delay);
+            // Until the kill is due, or the run ends first.
+            let spawned = Instant::now();
+            let mut finished_after = None;
+            while spawned.elapsed() < delay {
+                if let Ok(Some(_)) = child.try_wait() {
+                    finished_after = Some(spawned.elapsed());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             stop.store(true, Ordering::SeqCst);
+            finished_after
         });
-        report.edits += edits.load(Ordering::SeqCst);
-        match child.try_wait() {
-            Ok(Some(_)) => report.finished += 1,
-            _ => {
+        match finished_after {
+            None => {
                 let _ = child.kill(); // SIGKILL
                 report.killed += 1;
             }
+            Some(took) => {
+                // A resumed run has less to do than the clean build: aim the next kills within
+                // the runs as they are now.
+                window_ms = ((window_ms + took.as_millis() as u64) / 2).max(50);
+                report.finished += 1;
+            }
         }
+        report.edits += edits.load(Ordering::SeqCst);
         let _ = child.wait();
         check(&data, round)?;
         if round % 10 == 0 || round == options.rounds {
