@@ -121,3 +121,22 @@ fn twenty_kill_9_rounds_while_editing_leave_a_consistent_index_equal_to_a_clean_
     assert!(report["killed"].as_u64().unwrap() >= 10, "most rounds must kill a running indexer: {report}");
     assert!(report["edits"].as_u64().unwrap() > 0, "{report}");
 }
+
+#[test]
+fn ask_from_a_collection_names_the_known_ones_when_it_does_not_exist_and_takes_no_folder_beside() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a\n").unwrap();
+    ok(quarry(data.path(), &["index", "add", dir.path().to_str().unwrap(), "--name", "memo"]));
+    let out = quarry(data.path(), &["ask", "--collection", "mmeo", "what?"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no collection named \"mmeo\"; the collections are: memo"), "{stderr}");
+    let both = quarry(data.path(), &["ask", "--collection", "memo", "--folder", dir.path().to_str().unwrap(), "what?"]);
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+}
