@@ -49,7 +49,7 @@ pub enum IndexCommand {
     Rm { name: String },
 }
 
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 pub struct UpdateArgs {
     /// Do not OCR scanned pages (about a second a page); they are listed without text.
     #[arg(long)]
@@ -264,7 +264,7 @@ fn print_report(row: &CollectionRow, r: &UpdateReport) {
 
 /// Runs one update on a blocking thread with a bar (bytes, files, errors, rate, ETA) and
 /// Ctrl-C wired to its cancel token.
-async fn update_with_bars(
+pub async fn update_with_bars(
     mut library: Library,
     row: CollectionRow,
     options: UpdateOptions,

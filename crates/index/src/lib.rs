@@ -64,6 +64,9 @@ pub enum Error {
     Index { path: PathBuf, message: String },
     #[error("the index {} is being updated by another Quarry; wait for it to finish, or stop it", path.display())]
     Locked { path: PathBuf },
+    /// A grep pattern or glob that does not parse.
+    #[error("{pattern:?} is not a valid pattern: {message}")]
+    Pattern { pattern: String, message: String },
     #[error("there is no collection named {name:?}; {}", known_names(known))]
     NoCollection { name: String, known: Vec<String> },
     #[error("the collection {name:?} already holds {}; choose another name with --name", root.display())]

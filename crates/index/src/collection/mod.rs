@@ -21,6 +21,7 @@
 
 pub mod catalog;
 pub mod chunks;
+pub mod grep;
 pub mod torture;
 pub mod update;
 
@@ -31,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 pub use catalog::{Catalog, CollectionRow, FileRow, Status};
 pub use chunks::Chunks;
+pub use grep::{GrepHit, GrepOptions, GrepReport};
 pub use update::{UpdateEvent, UpdateOptions, UpdateReport};
 
 use crate::{Document, Error, Folder, Layout, Result, Skipped};

@@ -136,3 +136,91 @@ fn a_deleted_file_leaves_the_index_and_a_removed_collection_its_folder() {
     assert!(!index.exists());
     assert!(library.collections().unwrap().is_empty());
 }
+
+/// `rg -uuu --sort path --json` over `dir`: (path, line, match ranges) of every matching line.
+fn rg(dir: &std::path::Path, flags: &[&str], pattern: &str) -> Vec<(String, usize, Vec<[usize; 2]>)> {
+    let out = std::process::Command::new("rg")
+        .args(["-uuu", "--sort", "path", "--json"])
+        .args(flags)
+        .arg("--")
+        .arg(pattern)
+        .arg(".")
+        .current_dir(dir)
+        .output()
+        .expect("ripgrep (rg) is needed for this test: apt-get install ripgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "match")
+        .map(|v| {
+            let d = &v["data"];
+            let path = d["path"]["text"].as_str().unwrap().trim_start_matches("./").to_string();
+            let ranges = d["submatches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| [m["start"].as_u64().unwrap() as usize, m["end"].as_u64().unwrap() as usize])
+                .collect();
+            (path, d["line_number"].as_u64().unwrap() as usize, ranges)
+        })
+        .collect()
+}
+
+#[test]
+fn grep_finds_the_lines_and_match_ranges_rg_finds_on_a_mirror_of_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = documents().join("real");
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    std::fs::copy(real.join("pdf/asymptote__asyRefCard.pdf"), dir.path().join("b/card.pdf")).unwrap();
+    std::fs::write(dir.path().join("a.txt"), "The clause survives.\nno match here\nclause, clause and CLAUSE\n")
+        .unwrap();
+    std::fs::write(dir.path().join("crlf.txt"), "first line\r\nsecond clause\r\n").unwrap();
+    std::fs::write(dir.path().join("unicode.txt"), "Straße and STRASSE\nΣΑΣ σας café Café\n").unwrap();
+    // Several chunks: matches near every chunk edge must keep their line numbers.
+    let long: String = (1..=6000).map(|i| format!("line {i}: invoice 555-{i} of the quarterly audit\n")).collect();
+    std::fs::write(dir.path().join("b/long.txt"), long).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), Some("g")).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+
+    let mirror = tempfile::tempdir().unwrap();
+    for f in library.snapshot(&row).unwrap().into_iter().filter(|f| f.status == "indexed") {
+        let path = mirror.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, f.text).unwrap();
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "clause"),
+        (&["-i"], "clause"),
+        (&["-F"], "555-1"),
+        (&[], r"\d{3}-\d+"),
+        (&[], r"^line 1\d\d:"),
+        (&[], r"audit$"),
+        (&[], r"second clause\r$"),
+        (&["-i"], "straße|σας"),
+        (&[], r"\bthe\b"),
+        (&[], "caf[eé]"),
+        (&["-i"], r"[a-z]+ing"),
+        (&["-F", "-i"], "Quarterly Audit"),
+    ];
+    for (flags, pattern) in cases {
+        let options = quarry_index::collection::GrepOptions {
+            ignore_case: flags.contains(&"-i"),
+            fixed: flags.contains(&"-F"),
+            ..Default::default()
+        };
+        let report = library.grep(&row, pattern, &options).unwrap();
+        let ours: Vec<_> = report.hits.iter().map(|h| (h.path.clone(), h.line, h.ranges.clone())).collect();
+        let theirs = rg(mirror.path(), flags, pattern);
+        assert!(!theirs.is_empty(), "{pattern}: the case must match something");
+        assert_eq!(ours, theirs, "{flags:?} {pattern}");
+    }
+    let pdf = library.grep(&row, "Asymptote", &Default::default()).unwrap();
+    let hit = pdf.hits.iter().find(|h| h.path == "b/card.pdf").expect("the PDF's text is searched");
+    assert!(hit.paged && hit.page >= 1 && hit.page_line >= 1, "{hit:?}");
+    let globbed = quarry_index::collection::GrepOptions { globs: vec!["!b/".into()], ..Default::default() };
+    assert!(library.grep(&row, "line", &globbed).unwrap().hits.iter().all(|h| !h.path.starts_with("b/")));
+    let err = library.grep(&row, "(unclosed", &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("\"(unclosed\" is not a valid pattern"), "{err}");
+}
