@@ -14,9 +14,10 @@ e2e=false
 # WebKitGTK 4.1 and librsvg; the e2e test drives the real window under Xvfb through WebKitWebDriver.
 # Document extraction (issue 14): tesseract-ocr + tesseract-ocr-eng read scanned pages;
 # poppler-utils' pdftotext is the tests' oracle and the extraction bench's reference; python3-pip
-# fetches libpdfium below.
+# fetches libpdfium below. Collections (issue 15): ripgrep is the oracle `quarry grep` is tested
+# against.
 packages=(build-essential pkg-config cmake libclang-dev curl file libwebkit2gtk-4.1-dev librsvg2-dev
-  tesseract-ocr tesseract-ocr-eng poppler-utils)
+  tesseract-ocr tesseract-ocr-eng poppler-utils ripgrep)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
 { command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1; } || packages+=(python3-pip)
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -29,9 +29,13 @@ pub struct AskArgs {
     /// or `rag` (`quarry_rlm::Mode` says why auto is the default).
     #[arg(long, value_parser = mode_parser(), default_value = "auto")]
     mode: Mode,
-    /// The folder to analyse.
+    /// The folder to analyse (read now, file by file).
+    #[arg(long, required_unless_present = "collection", conflicts_with = "collection")]
+    folder: Option<PathBuf>,
+    /// A collection to analyse (`quarry index add`): its text comes from the index, so
+    /// nothing is read again.
     #[arg(long)]
-    folder: PathBuf,
+    collection: Option<String>,
     /// Do not OCR scanned pages (pages without a text layer; OCR costs about a second a page):
     /// they are listed as having no text.
     #[arg(long)]
@@ -54,7 +58,11 @@ pub struct AskArgs {
 }
 
 pub async fn run(args: AskArgs) -> Result<ExitCode> {
-    let folder = crate::progress::read_folder(&args.folder, !args.no_ocr).await?;
+    let folder = match (&args.folder, &args.collection) {
+        (Some(dir), _) => crate::progress::read_folder(dir, !args.no_ocr).await?,
+        (None, Some(name)) => crate::index::folder(name)?,
+        (None, None) => unreachable!("clap requires --folder or --collection"),
+    };
 
     let models = args.models.start().await?;
     let mut config =

@@ -7,6 +7,8 @@ mod bench;
 mod eval;
 mod extract;
 mod flags;
+mod grep;
+mod index;
 mod models;
 mod progress;
 mod repl;
@@ -35,6 +37,11 @@ enum Command {
     /// Print what Quarry reads from files: their text by page (or JSON), through the confined
     /// extraction worker a folder is read with.
     Extract(extract::ExtractArgs),
+    /// Search a collection's text as ripgrep does (pages and lines of PDFs and Office files too).
+    Grep(grep::GrepArgs),
+    /// Collections: folders indexed once (tantivy + a SQLite catalog) and kept up to date.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
     /// An interactive sandboxed Python, as the RLM's root model gets it.
     Repl(repl::ReplArgs),
     /// Serve local models through an OpenAI-compatible HTTP API.
@@ -75,6 +82,8 @@ fn main() -> std::process::ExitCode {
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::System(args) => system::run(args),
             Command::Extract(args) => extract::run(args),
+            Command::Index(cmd) => index::run(cmd).await,
+            Command::Grep(args) => grep::run(args).await,
             Command::Worker(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -27,9 +27,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 pub mod bm25;
+pub mod collection;
 pub mod extract;
 
 pub use bm25::{passages, Bm25, Passage};
+pub use collection::{Library, UpdateEvent, UpdateOptions, UpdateReport};
 pub use extract::host::CancelToken;
 pub use extract::{Extracted, Extractor, ExtractorConfig, Kind, Page, WorkerCommand};
 
@@ -54,6 +56,28 @@ pub enum Error {
     Cancelled { path: PathBuf },
     #[error("the extraction worker could not be started: {message}")]
     Worker { message: String },
+    /// The SQLite catalog of collections could not be read or written.
+    #[error("the catalog {}: {message}", path.display())]
+    Catalog { path: PathBuf, message: String },
+    /// A collection's tantivy index could not be read or written.
+    #[error("the index {}: {message}", path.display())]
+    Index { path: PathBuf, message: String },
+    #[error("the index {} is being updated by another Quarry; wait for it to finish, or stop it", path.display())]
+    Locked { path: PathBuf },
+    /// A grep pattern or glob that does not parse.
+    #[error("{pattern:?} is not a valid pattern: {message}")]
+    Pattern { pattern: String, message: String },
+    #[error("there is no collection named {name:?}; {}", known_names(known))]
+    NoCollection { name: String, known: Vec<String> },
+    #[error("the collection {name:?} already holds {}; choose another name with --name", root.display())]
+    NameTaken { name: String, root: PathBuf },
+}
+
+fn known_names(known: &[String]) -> String {
+    match known {
+        [] => "add one with `quarry index add DIR`".into(),
+        names => format!("the collections are: {}", names.join(", ")),
+    }
 }
 
 /// Files larger than this are skipped with a note: they are data dumps, not documents, and would
@@ -269,10 +293,10 @@ pub struct Summary {
     pub skipped: usize,
 }
 
-struct Candidate {
-    abs: PathBuf,
-    rel: String,
-    warning: Option<String>,
+pub(crate) struct Candidate {
+    pub(crate) abs: PathBuf,
+    pub(crate) rel: String,
+    pub(crate) warning: Option<String>,
 }
 
 impl Folder {
@@ -489,7 +513,7 @@ impl Summary {
 }
 
 /// Why a document that opened has no text: its pages' notes, or "an empty document".
-fn no_text_reason(ex: &Extracted) -> String {
+pub(crate) fn no_text_reason(ex: &Extracted) -> String {
     let n = ex.pages.len();
     let mut notes: Vec<(&str, usize)> = Vec::new();
     for note in ex.pages.iter().filter_map(|p| p.note.as_deref()) {
@@ -513,7 +537,10 @@ fn no_text_reason(ex: &Extracted) -> String {
 }
 
 /// Plain text and CSV/TSV in process, when no worker is configured (see the crate docs).
-fn read_plain_text(path: &Path, options: &extract::Options) -> std::result::Result<Extracted, extract::Unreadable> {
+pub(crate) fn read_plain_text(
+    path: &Path,
+    options: &extract::Options,
+) -> std::result::Result<Extracted, extract::Unreadable> {
     use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| extract::io_reason(&e))?;
     let mut f = std::fs::File::open(path).map_err(|e| extract::io_reason(&e))?;
@@ -541,7 +568,7 @@ fn read_plain_text(path: &Path, options: &extract::Options) -> std::result::Resu
 }
 
 /// Walks `root`: the files to read, and what was passed over with its reason.
-fn walk(root: &Path) -> (Vec<Candidate>, Vec<Skipped>) {
+pub(crate) fn walk(root: &Path) -> (Vec<Candidate>, Vec<Skipped>) {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     let canonical_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());

@@ -2,6 +2,7 @@
 //! measured in the same run.
 
 mod extract;
+mod index;
 mod llm;
 mod repl;
 
@@ -13,6 +14,9 @@ pub enum BenchCommand {
     Llm(llm::BenchLlmArgs),
     /// Document extraction: pages/s and MB/s by format, next to pdftotext on the same PDFs.
     Extract(extract::BenchExtractArgs),
+    /// Collections: cold build and no-change update of a corpus, memory, index size; or
+    /// `--torture`, kill -9 at random moments while indexing, checking the index each time.
+    Index(index::BenchIndexArgs),
     /// The sandboxed REPL: worker spawn, execution and llm_query round trips, context loading.
     Repl(repl::BenchReplArgs),
 }
@@ -22,6 +26,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
         BenchCommand::Llm(args) => llm::run(args).await,
         BenchCommand::Repl(args) => repl::run(args),
         BenchCommand::Extract(args) => extract::run(args),
+        BenchCommand::Index(args) => index::run(args),
     }
 }
 

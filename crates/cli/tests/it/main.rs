@@ -6,6 +6,7 @@
 mod cli;
 mod common;
 mod documents;
+mod index;
 mod no_amx;
 mod repl;
 mod rlm_real_model;

@@ -2,6 +2,7 @@
 //! read the real files of `../shared/corpora/documents` and run the confined worker binary of
 //! this crate (`quarry-extract-worker`); PDFium comes from `scripts/install-deps.sh`.
 
+mod collection;
 mod common;
 mod corpus;
 mod folder;

@@ -1,0 +1,142 @@
+//! `quarry index`: collections of real documents end to end through the binary, and the
+//! kill -9 rounds of issue 15 (20 here; `quarry bench index --torture` runs 200).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::documents;
+
+fn quarry(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quarry")).args(args).env("QUARRY_DATA_DIR", data).output().unwrap()
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A folder of real documents (pages through the worker) and text, with one file that gives
+/// no text.
+fn folder(dir: &Path) {
+    let docs = documents();
+    for (from, to) in [
+        ("dataroom/SPHERE3DCORP_06_24_2020-EX-10.12-CONSULTING AGREEMENT.pdf", "sphere3d-consulting.pdf"),
+        ("real/pptx/python-pptx__test_slides.pptx", "slides.pptx"),
+    ] {
+        std::fs::copy(docs.join(from), dir.join(to)).unwrap_or_else(|e| panic!("{from}: {e}"));
+    }
+    std::fs::create_dir(dir.join("notes")).unwrap();
+    std::fs::write(dir.join("notes/a.txt"), "the indemnity clause\nsurvives termination\n").unwrap();
+    std::fs::write(dir.join("empty.txt"), "").unwrap();
+}
+
+#[test]
+fn add_indexes_documents_by_page_and_status_lists_formats_and_reasons() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    let out = ok(quarry(data.path(), &["index", "add", dir.path().to_str().unwrap(), "--name", "room", "--no-ocr"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Updated room: 4 files"), "{stderr}");
+
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(quarry(data.path(), &["index", "status", "room", "--json"])).stdout).unwrap();
+    assert_eq!(
+        (status["files"].as_u64(), status["indexed"].as_u64(), status["failed"].as_u64()),
+        (Some(4), Some(3), Some(1))
+    );
+    let formats: Vec<&str> =
+        status["formats"].as_array().unwrap().iter().map(|f| f["format"].as_str().unwrap()).collect();
+    assert!(formats.contains(&"pdf") && formats.contains(&"pptx") && formats.contains(&"text"), "{formats:?}");
+    let pdf = status["formats"].as_array().unwrap().iter().find(|f| f["format"] == "pdf").unwrap();
+    assert!(pdf["pages"].as_u64().unwrap() > 1, "the PDF is indexed page by page: {pdf}");
+    assert_eq!(status["errors"][0]["files"][0], "empty.txt", "{status}");
+    assert!(status["errors"][0]["reason"].as_str().unwrap().contains("empty"), "{status}");
+
+    let text = String::from_utf8_lossy(&ok(quarry(data.path(), &["index", "status", "room"])).stdout).into_owned();
+    assert!(text.contains("3 indexed, 1 without text") && text.contains("    empty.txt"), "{text}");
+
+    let list = String::from_utf8_lossy(&ok(quarry(data.path(), &["index", "list", "--json"])).stdout).into_owned();
+    let rows: Vec<serde_json::Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "room");
+}
+
+#[test]
+fn update_reads_only_what_changed_hashes_racy_files_again_and_forgets_deleted_files() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        std::fs::write(dir.path().join(format!("{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let stderr = |out: Output| String::from_utf8_lossy(&ok(out).stderr).into_owned();
+    stderr(quarry(data.path(), &["index", "add", dir.path().to_str().unwrap(), "--name", "t"]));
+    // Written within the racy window of their read: their stat is not trusted, their bytes are
+    // hashed again, found the same, and not re-indexed.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let racy = stderr(quarry(data.path(), &["index", "update", "t"]));
+    assert!(racy.contains("5 read (0 indexed, 0 without text, 5 unchanged content), 0 unchanged"), "{racy}");
+    let trusted = stderr(quarry(data.path(), &["index", "update", "t"]));
+    assert!(trusted.contains("0 read (0 indexed, 0 without text), 5 unchanged, 0 removed"), "{trusted}");
+    std::fs::write(dir.path().join("1.txt"), "file one, rewritten\n").unwrap();
+    std::fs::remove_file(dir.path().join("2.txt")).unwrap();
+    let changed = stderr(quarry(data.path(), &["index", "update", "t"]));
+    assert!(changed.contains("1 read (1 indexed, 0 without text), 3 unchanged, 1 removed"), "{changed}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&ok(quarry(data.path(), &["index", "status", "t", "--json"])).stdout).unwrap();
+    assert_eq!(status["files"], 4);
+}
+
+#[test]
+fn rm_forgets_a_collection_and_unknown_names_are_told_the_known_ones() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a\n").unwrap();
+    ok(quarry(data.path(), &["index", "add", dir.path().to_str().unwrap(), "--name", "keep"]));
+    let out = quarry(data.path(), &["index", "status", "nope"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no collection named \"nope\"") && stderr.contains("keep"), "{stderr}");
+    ok(quarry(data.path(), &["index", "rm", "keep"]));
+    assert!(!data.path().join("collections/1").exists());
+    let list = ok(quarry(data.path(), &["index", "list", "--json"]));
+    assert!(list.stdout.is_empty());
+}
+
+#[test]
+fn twenty_kill_9_rounds_while_editing_leave_a_consistent_index_equal_to_a_clean_build() {
+    let docs = documents();
+    let pdf = docs.join("dataroom/SPHERE3DCORP_06_24_2020-EX-10.12-CONSULTING AGREEMENT.pdf");
+    let docx = docs.join("real/docx").read_dir().unwrap().flatten().map(|e| e.path()).min().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["bench", "index", "--torture", "--rounds", "20", "--json", "--with"])
+        .arg(&pdf)
+        .arg("--with")
+        .arg(&docx)
+        .output()
+        .unwrap();
+    let out = ok(out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rounds"], 20);
+    assert!(report["killed"].as_u64().unwrap() >= 10, "most rounds must kill a running indexer: {report}");
+    assert!(report["edits"].as_u64().unwrap() > 0, "{report}");
+}
+
+#[test]
+fn ask_from_a_collection_names_the_known_ones_when_it_does_not_exist_and_takes_no_folder_beside() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a\n").unwrap();
+    ok(quarry(data.path(), &["index", "add", dir.path().to_str().unwrap(), "--name", "memo"]));
+    let out = quarry(data.path(), &["ask", "--collection", "mmeo", "what?"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no collection named \"mmeo\"; the collections are: memo"), "{stderr}");
+    let both = quarry(data.path(), &["ask", "--collection", "memo", "--folder", dir.path().to_str().unwrap(), "what?"]);
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+}

@@ -1,0 +1,325 @@
+//! The full-text index of one collection: tantivy, one document per chunk of a file's text.
+//!
+//! A chunk is whole lines of one page, at most [`CHUNK_BYTES`] (a longer line is a chunk of its
+//! own, never cut): one huge file cannot make every query expensive, a chunk never straddles a
+//! page, so its `page` is exact, and a match never crosses a chunk (a non-multiline match never
+//! crosses a `\n`). Fields:
+//!
+//! - `file` (u64, indexed, fast, stored): the catalog's file id; `delete_term` on it drops a
+//!   file's chunks, which makes re-adding a file idempotent.
+//! - `path` (stored): the file's path, so a hit needs no catalog lookup.
+//! - `page`, `line`, `chunk` (u64, stored): the page number, the document line the chunk
+//!   starts at (1-based), and the chunk's position in the file.
+//! - `gen` (u64, indexed, fast, stored): the batch that wrote the chunk.
+//! - `text` (BM25, stored): the chunk's text; frequencies without positions (no phrase
+//!   queries yet), which keeps the postings small.
+//!
+//! Every commit carries `{"gen": G}` as its payload ([`Chunks::committed_generation`]): the
+//! catalog compares it with its open batches after a crash.
+
+use std::path::{Path, PathBuf};
+
+use tantivy::collector::DocSetCollector;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::TermQuery;
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED};
+use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
+
+use crate::{Error, Result};
+
+/// The largest chunk, in bytes of text. qgrep uses 512 KB; notes/index.md §3.1 suggests
+/// 32–128 KB. 64 KiB keeps a BM25 hit small enough to show and a grep candidate cheap to confirm.
+pub const CHUNK_BYTES: usize = 64 << 10;
+
+/// The schema's version, in each commit's payload: an index written with another one is rebuilt.
+pub const INDEX_VERSION: u64 = 1;
+
+/// tantivy's indexing memory: one thread with 48 MB before it flushes a segment (tantivy's
+/// minimum is 15 MB per thread). With one merge thread, indexing stays on one core and leaves
+/// the other to the extraction worker (notes/index.md §2, "Peak RSS").
+pub const WRITER_MEMORY_BYTES: usize = 48 << 20;
+
+/// How long [`Chunks::writer`] waits for a busy lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub file: Field,
+    pub path: Field,
+    pub page: Field,
+    pub line: Field,
+    pub chunk: Field,
+    pub generation: Field,
+    pub text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default().set_tokenizer("default").set_index_option(IndexRecordOption::WithFreqs),
+        )
+        .set_stored();
+    let fields = Fields {
+        file: b.add_u64_field("file", INDEXED | FAST | STORED),
+        path: b.add_text_field("path", STORED),
+        page: b.add_u64_field("page", STORED),
+        line: b.add_u64_field("line", STORED),
+        chunk: b.add_u64_field("chunk", STORED),
+        generation: b.add_u64_field("gen", INDEXED | FAST | STORED),
+        text: b.add_text_field("text", text),
+    };
+    (b.build(), fields)
+}
+
+/// One chunk as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    pub file: u64,
+    pub path: String,
+    pub page: u32,
+    pub line: usize,
+    pub chunk: u32,
+    pub generation: u64,
+    pub text: String,
+}
+
+/// Splits a page's text into chunks of whole lines of at most `max` bytes: (offset, len).
+pub fn split(text: &str, max: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let rest = &text[start..];
+        // Searched as bytes: `max` may fall inside a character, a `\n` never does.
+        let mut end = match rest.len() <= max {
+            true => rest.len(),
+            false => rest.as_bytes()[..max].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1),
+        };
+        if end == 0 {
+            // One line longer than a chunk: it is a chunk of its own.
+            end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        }
+        out.push((start, end));
+        start += end;
+    }
+    out
+}
+
+/// A collection's tantivy index.
+pub struct Chunks {
+    index: Index,
+    fields: Fields,
+    dir: PathBuf,
+}
+
+fn index_error(dir: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Index { path: dir.into(), message: e.to_string() }
+}
+
+impl Chunks {
+    /// Opens the index in `dir`, creating it when there is none.
+    pub fn open(dir: &Path) -> Result<Chunks> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(dir).map_err(|e| index_error(dir, e))?;
+        let index = Index::open_or_create(directory, schema).map_err(|e| index_error(dir, e))?;
+        Ok(Chunks { index, fields, dir: dir.into() })
+    }
+
+    pub fn fields(&self) -> Fields {
+        self.fields
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The bounded writer: one indexing thread, [`WRITER_MEMORY_BYTES`], one merge thread.
+    /// Fails with [`Error::Locked`] while another process holds it.
+    ///
+    /// A busy lock is retried for [`LOCK_WAIT`]: the lock is an `flock`, and a process killed
+    /// while it was starting a worker leaves a child that holds a copy of the descriptor until
+    /// it reaches `exec` (the torture test saw this under load, right after `kill -9`).
+    pub fn writer(&self) -> Result<IndexWriter> {
+        let options = tantivy::indexer::IndexWriterOptions::builder()
+            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .build();
+        let started = std::time::Instant::now();
+        loop {
+            match self.index.writer_with_options(options.clone()) {
+                Ok(w) => return Ok(w),
+                Err(tantivy::TantivyError::LockFailure(tantivy::directory::error::LockError::LockBusy, _)) => {
+                    if started.elapsed() >= LOCK_WAIT {
+                        return Err(Error::Locked { path: self.dir.clone() });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(index_error(&self.dir, e)),
+            }
+        }
+    }
+
+    /// The generation of the last commit (0 before the first), from its payload.
+    pub fn committed_generation(&self) -> Result<u64> {
+        let metas = self.index.load_metas().map_err(|e| index_error(&self.dir, e))?;
+        Ok(metas.payload.as_deref().and_then(parse_payload).map_or(0, |p| p.0))
+    }
+
+    /// The schema version of the last commit (`None` before the first).
+    pub fn committed_version(&self) -> Result<Option<u64>> {
+        let metas = self.index.load_metas().map_err(|e| index_error(&self.dir, e))?;
+        Ok(metas.payload.as_deref().and_then(parse_payload).map(|p| p.1))
+    }
+
+    /// Commits what `writer` holds as batch `generation`.
+    pub fn commit(&self, writer: &mut IndexWriter, generation: u64) -> Result<()> {
+        let mut prepared = writer.prepare_commit().map_err(|e| index_error(&self.dir, e))?;
+        prepared.set_payload(&payload(generation));
+        prepared.commit().map_err(|e| index_error(&self.dir, e))?;
+        Ok(())
+    }
+
+    /// Adds the chunks of one file's pages to `writer` after dropping its old ones; returns
+    /// how many chunks.
+    pub fn add_file(
+        &self,
+        writer: &IndexWriter,
+        file: u64,
+        path: &str,
+        pages: &[crate::extract::Page],
+        generation: u64,
+    ) -> Result<u64> {
+        writer.delete_term(Term::from_field_u64(self.fields.file, file));
+        let mut n = 0u64;
+        for page in pages {
+            let mut line = page.first_line;
+            for (start, len) in split(&page.text, CHUNK_BYTES) {
+                let text = &page.text[start..start + len];
+                let mut doc = TantivyDocument::default();
+                doc.add_u64(self.fields.file, file);
+                doc.add_text(self.fields.path, path);
+                doc.add_u64(self.fields.page, page.number as u64);
+                doc.add_u64(self.fields.line, line as u64);
+                doc.add_u64(self.fields.chunk, n);
+                doc.add_u64(self.fields.generation, generation);
+                doc.add_text(self.fields.text, text);
+                writer.add_document(doc).map_err(|e| index_error(&self.dir, e))?;
+                line += text.matches('\n').count() + usize::from(!text.ends_with('\n'));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Drops a file's chunks.
+    pub fn remove_file(&self, writer: &IndexWriter, file: u64) {
+        writer.delete_term(Term::from_field_u64(self.fields.file, file));
+    }
+
+    pub fn reader(&self) -> Result<IndexReader> {
+        self.index
+            .reader_builder()
+            .reload_policy(tantivy::ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| index_error(&self.dir, e))
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Every chunk of `file`, in chunk order.
+    pub fn file_chunks(&self, searcher: &tantivy::Searcher, file: u64) -> Result<Vec<Chunk>> {
+        let q = TermQuery::new(Term::from_field_u64(self.fields.file, file), IndexRecordOption::Basic);
+        let addrs = searcher.search(&q, &DocSetCollector).map_err(|e| index_error(&self.dir, e))?;
+        let mut out = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let doc: TantivyDocument = searcher.doc(addr).map_err(|e| index_error(&self.dir, e))?;
+            out.push(self.chunk_of(&doc));
+        }
+        out.sort_by_key(|c| c.chunk);
+        Ok(out)
+    }
+
+    pub fn chunk_of(&self, doc: &TantivyDocument) -> Chunk {
+        let f = &self.fields;
+        let u = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
+        let s = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        Chunk {
+            file: u(f.file),
+            path: s(f.path),
+            page: u(f.page) as u32,
+            line: u(f.line) as usize,
+            chunk: u(f.chunk) as u32,
+            generation: u(f.generation),
+            text: s(f.text),
+        }
+    }
+}
+
+fn payload(generation: u64) -> String {
+    serde_json::json!({ "gen": generation, "version": INDEX_VERSION }).to_string()
+}
+
+fn parse_payload(s: &str) -> Option<(u64, u64)> {
+    let v: serde_json::Value = serde_json::from_str(s).ok()?;
+    Some((v.get("gen")?.as_u64()?, v.get("version").and_then(|v| v.as_u64()).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_whole_lines_and_a_long_line_stays_whole() {
+        let text = "aaaa\nbb\ncccccccccc\nd\n";
+        let parts: Vec<&str> = split(text, 8).into_iter().map(|(s, l)| &text[s..s + l]).collect();
+        assert_eq!(parts, ["aaaa\nbb\n", "cccccccccc\n", "d\n"]);
+        assert_eq!(parts.concat(), text);
+        let no_newline = "x\nyz";
+        let parts: Vec<&str> = split(no_newline, 2).into_iter().map(|(s, l)| &no_newline[s..s + l]).collect();
+        assert_eq!(parts, ["x\n", "yz"]);
+    }
+
+    #[test]
+    fn a_chunk_limit_inside_a_character_cuts_at_the_line_before_it() {
+        // Regression: the 64 KiB limit fell inside an em dash of a CUAD contract and panicked.
+        let text = "ab\n\u{2014}\u{2014}\n";
+        for max in 1..text.len() {
+            let parts: Vec<&str> = split(text, max).into_iter().map(|(s, l)| &text[s..s + l]).collect();
+            assert_eq!(parts.concat(), text, "max {max}");
+            assert!(parts.iter().all(|p| p.ends_with('\n')), "max {max}: {parts:?}");
+        }
+    }
+
+    #[test]
+    fn a_commit_carries_its_generation_and_a_file_is_replaced_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = Chunks::open(dir.path()).unwrap();
+        assert_eq!(chunks.committed_generation().unwrap(), 0);
+        let mut w = chunks.writer().unwrap();
+        let mut page = crate::extract::Page::new(1, "1", "one\ntwo\n");
+        page.first_line = 1;
+        page.line_count = 2;
+        assert_eq!(chunks.add_file(&w, 7, "a.txt", std::slice::from_ref(&page), 1).unwrap(), 1);
+        chunks.commit(&mut w, 1).unwrap();
+        page.text = "three\n".into();
+        chunks.add_file(&w, 7, "a.txt", &[page], 2).unwrap();
+        chunks.commit(&mut w, 2).unwrap();
+        assert_eq!(chunks.committed_generation().unwrap(), 2);
+        let reader = chunks.reader().unwrap();
+        let found = chunks.file_chunks(&reader.searcher(), 7).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].text.as_str(), found[0].generation), ("three\n", 2));
+    }
+
+    #[test]
+    fn a_second_writer_is_told_the_index_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = Chunks::open(dir.path()).unwrap();
+        let _w = chunks.writer().unwrap();
+        assert!(matches!(chunks.writer(), Err(Error::Locked { .. })));
+    }
+}

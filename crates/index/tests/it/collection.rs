@@ -1,0 +1,226 @@
+//! Collections (issue 15) in process: a collection's documents are the folder's, page for page;
+//! an update interrupted between the tantivy commit and the catalog resumes; a removed folder
+//! empties its collection.
+
+use quarry_index::collection::{Chunks, Status};
+use quarry_index::{Folder, Library, LoadOptions, UpdateOptions};
+
+use crate::common::{self, documents};
+
+fn options() -> UpdateOptions {
+    UpdateOptions { extractor: Some(common::config(&[])), workers: 1, ..Default::default() }
+}
+
+/// A folder of real documents in nested folders, named so that the walk's order (names within
+/// each folder) and plain path order differ: `a/x.txt` is walked before `a.txt`.
+fn data_room(dir: &std::path::Path) {
+    let real = documents().join("real");
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    std::fs::copy(real.join("pdf/asymptote__asyRefCard.pdf"), dir.join("a/card.pdf")).unwrap();
+    std::fs::copy(real.join("xlsx/r-cran-readxl__deaths.xlsx"), dir.join("deaths.xlsx")).unwrap();
+    std::fs::write(dir.join("a/x.txt"), "inside\n").unwrap();
+    std::fs::write(dir.join("a.txt"), "beside\nno newline at the end").unwrap();
+    std::fs::write(dir.join("empty.txt"), "").unwrap();
+}
+
+#[test]
+fn a_collection_gives_the_same_documents_layouts_and_order_as_reading_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    data_room(dir.path());
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), None).unwrap();
+    let report = library.update(&row, &options(), &|_| {}, None).unwrap();
+    assert_eq!((report.indexed, report.failed), (4, 1), "{report:?}");
+
+    let indexed = library.folder(&library.get(&row.name).unwrap()).unwrap();
+    let read =
+        Folder::load_with(dir.path(), &LoadOptions { extractor: Some(common::config(&[])), workers: 1 }, &|_| {}, None)
+            .unwrap();
+    let paths = |f: &Folder| f.documents().iter().map(|d| d.path.clone()).collect::<Vec<_>>();
+    assert_eq!(paths(&indexed), paths(&read));
+    assert_eq!(paths(&indexed), ["a/card.pdf", "a/x.txt", "a.txt", "deaths.xlsx"]);
+    for ((d1, l1), (d2, l2)) in indexed.entries().zip(read.entries()) {
+        assert_eq!(d1.text, d2.text, "{}", d1.path);
+        assert_eq!(l1, l2, "{}", d1.path);
+    }
+    assert_eq!(indexed.skipped()[0].path, "empty.txt");
+    assert!(library.check(&row).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_committed_to_tantivy_but_not_applied_is_rolled_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "alpha\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), Some("c")).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+    let before = library.catalog().file(row.id, "a.txt").unwrap().unwrap();
+
+    // Steps 1–3 of a batch by hand (the catalog opens it, tantivy commits), then a "crash"
+    // before step 4: the catalog still shows the old row.
+    let mut catalog = quarry_index::collection::Catalog::open(&data.path().join("catalog.sqlite")).unwrap();
+    let chunks = Chunks::open(&library.index_dir(row.id)).unwrap();
+    let mut writer = chunks.writer().unwrap();
+    let g = before.generation + 1;
+    let mut page = quarry_index::Page::new(1, "1", "beta\n");
+    page.first_line = 1;
+    page.line_count = 1;
+    chunks.add_file(&writer, before.id as u64, "a.txt", std::slice::from_ref(&page), g).unwrap();
+    let mut row_after = before.clone();
+    row_after.generation = g;
+    row_after.text_hash = Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"beta\n")));
+    catalog.open_batch(row.id, g, &[quarry_index::collection::catalog::Change::Read(Box::new(row_after))], 5).unwrap();
+    chunks.commit(&mut writer, g).unwrap();
+    drop(writer);
+    assert_eq!(library.catalog().file(row.id, "a.txt").unwrap().unwrap().generation, before.generation);
+
+    // Opening for a check (as the next update does) rolls it forward.
+    assert_eq!(library.check(&row).unwrap(), Vec::<String>::new());
+    let after = library.catalog().file(row.id, "a.txt").unwrap().unwrap();
+    assert_eq!((after.generation, after.status), (g, Status::Indexed));
+    let text = library.snapshot(&row).unwrap().remove(0).text;
+    assert_eq!(text, "beta\n");
+}
+
+#[test]
+fn a_batch_tantivy_never_committed_is_dropped_and_its_file_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "alpha\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), Some("c")).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+    let before = library.catalog().file(row.id, "a.txt").unwrap().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "alpha, then more\n").unwrap();
+
+    // Step 1 only, then a "crash": the batch is open, tantivy never saw it.
+    let mut catalog = quarry_index::collection::Catalog::open(&data.path().join("catalog.sqlite")).unwrap();
+    let mut row_after = before.clone();
+    row_after.generation = before.generation + 1;
+    row_after.size = Some(17);
+    catalog
+        .open_batch(
+            row.id,
+            before.generation + 1,
+            &[quarry_index::collection::catalog::Change::Read(Box::new(row_after))],
+            17,
+        )
+        .unwrap();
+
+    let report = library.update(&row, &options(), &|_| {}, None).unwrap();
+    assert_eq!((report.rolled_forward, report.rolled_back, report.indexed), (0, 1, 1), "{report:?}");
+    assert!(library.check(&row).unwrap().is_empty());
+    assert_eq!(library.snapshot(&row).unwrap()[0].text, "alpha, then more\n");
+}
+
+#[test]
+fn a_deleted_file_leaves_the_index_and_a_removed_collection_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(dir.path().join("b.txt"), "beta\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), Some("c")).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+    std::fs::remove_file(dir.path().join("b.txt")).unwrap();
+    let report = library.update(&row, &options(), &|_| {}, None).unwrap();
+    assert_eq!(report.removed, 1);
+    let snapshot = library.snapshot(&row).unwrap();
+    assert_eq!(snapshot.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a.txt"]);
+    assert!(library.check(&row).unwrap().is_empty(), "no chunk of b.txt is left");
+    let index = library.index_dir(row.id);
+    assert!(index.exists());
+    library.remove("c").unwrap();
+    assert!(!index.exists());
+    assert!(library.collections().unwrap().is_empty());
+}
+
+/// `rg -uuu --sort path --json` over `dir`: (path, line, match ranges) of every matching line.
+fn rg(dir: &std::path::Path, flags: &[&str], pattern: &str) -> Vec<(String, usize, Vec<[usize; 2]>)> {
+    let out = std::process::Command::new("rg")
+        .args(["-uuu", "--sort", "path", "--json"])
+        .args(flags)
+        .arg("--")
+        .arg(pattern)
+        .arg(".")
+        .current_dir(dir)
+        .output()
+        .expect("ripgrep (rg) is needed for this test: apt-get install ripgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "match")
+        .map(|v| {
+            let d = &v["data"];
+            let path = d["path"]["text"].as_str().unwrap().trim_start_matches("./").to_string();
+            let ranges = d["submatches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| [m["start"].as_u64().unwrap() as usize, m["end"].as_u64().unwrap() as usize])
+                .collect();
+            (path, d["line_number"].as_u64().unwrap() as usize, ranges)
+        })
+        .collect()
+}
+
+#[test]
+fn grep_finds_the_lines_and_match_ranges_rg_finds_on_a_mirror_of_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = documents().join("real");
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    std::fs::copy(real.join("pdf/asymptote__asyRefCard.pdf"), dir.path().join("b/card.pdf")).unwrap();
+    std::fs::write(dir.path().join("a.txt"), "The clause survives.\nno match here\nclause, clause and CLAUSE\n")
+        .unwrap();
+    std::fs::write(dir.path().join("crlf.txt"), "first line\r\nsecond clause\r\n").unwrap();
+    std::fs::write(dir.path().join("unicode.txt"), "Straße and STRASSE\nΣΑΣ σας café Café\n").unwrap();
+    // Several chunks: matches near every chunk edge must keep their line numbers.
+    let long: String = (1..=6000).map(|i| format!("line {i}: invoice 555-{i} of the quarterly audit\n")).collect();
+    std::fs::write(dir.path().join("b/long.txt"), long).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), Some("g")).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+
+    let mirror = tempfile::tempdir().unwrap();
+    for f in library.snapshot(&row).unwrap().into_iter().filter(|f| f.status == "indexed") {
+        let path = mirror.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, f.text).unwrap();
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "clause"),
+        (&["-i"], "clause"),
+        (&["-F"], "555-1"),
+        (&[], r"\d{3}-\d+"),
+        (&[], r"^line 1\d\d:"),
+        (&[], r"audit$"),
+        (&[], r"second clause\r$"),
+        (&["-i"], "straße|σας"),
+        (&[], r"\bthe\b"),
+        (&[], "caf[eé]"),
+        (&["-i"], r"[a-z]+ing"),
+        (&["-F", "-i"], "Quarterly Audit"),
+    ];
+    for (flags, pattern) in cases {
+        let options = quarry_index::collection::GrepOptions {
+            ignore_case: flags.contains(&"-i"),
+            fixed: flags.contains(&"-F"),
+            ..Default::default()
+        };
+        let report = library.grep(&row, pattern, &options).unwrap();
+        let ours: Vec<_> = report.hits.iter().map(|h| (h.path.clone(), h.line, h.ranges.clone())).collect();
+        let theirs = rg(mirror.path(), flags, pattern);
+        assert!(!theirs.is_empty(), "{pattern}: the case must match something");
+        assert_eq!(ours, theirs, "{flags:?} {pattern}");
+    }
+    let pdf = library.grep(&row, "Asymptote", &Default::default()).unwrap();
+    let hit = pdf.hits.iter().find(|h| h.path == "b/card.pdf").expect("the PDF's text is searched");
+    assert!(hit.paged && hit.page >= 1 && hit.page_line >= 1, "{hit:?}");
+    let globbed = quarry_index::collection::GrepOptions { globs: vec!["!b/".into()], ..Default::default() };
+    assert!(library.grep(&row, "line", &globbed).unwrap().hits.iter().all(|h| !h.path.starts_with("b/")));
+    let err = library.grep(&row, "(unclosed", &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("\"(unclosed\" is not a valid pattern"), "{err}");
+}
