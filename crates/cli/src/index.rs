@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_index::collection::{CollectionRow, CollectionStatus};
-use quarry_index::{CancelToken, Library, UpdateEvent, UpdateOptions, UpdateReport};
+use quarry_index::{Library, UpdateEvent, UpdateOptions, UpdateReport};
 use quarry_models::human_bytes;
 
 #[derive(Subcommand)]
@@ -269,13 +269,7 @@ pub async fn update_with_bars(
     row: CollectionRow,
     options: UpdateOptions,
 ) -> Result<(UpdateReport, ExitCode)> {
-    let cancel = CancelToken::default();
-    let on_ctrl_c = cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
+    let (cancel, watcher) = crate::progress::cancel_on_ctrl_c();
     let tty = std::io::stderr().is_terminal();
     let name = row.name.clone();
     let token = cancel.clone();

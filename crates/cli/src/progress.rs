@@ -64,18 +64,25 @@ impl Progress for Bars {
     }
 }
 
-/// Reads `dir` through the confined extraction workers with a bar of files (and the page being
-/// OCR'd), then prints one line of what it holds: files and pages by format, and each skipped
-/// file with its reason. Ctrl-C stops the reading. `ocr` reads scanned pages with Tesseract.
-pub async fn read_folder(dir: &std::path::Path, ocr: bool) -> anyhow::Result<quarry_index::Folder> {
-    use quarry_index::{CancelToken, Folder, LoadEvent, LoadOptions};
-    let cancel = CancelToken::default();
+/// A cancel token that Ctrl-C trips, and the task watching for it (abort it when the work is
+/// done, so a later Ctrl-C gets the default behaviour again).
+pub fn cancel_on_ctrl_c() -> (quarry_index::CancelToken, tokio::task::JoinHandle<()>) {
+    let cancel = quarry_index::CancelToken::default();
     let on_ctrl_c = cancel.clone();
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             on_ctrl_c.cancel();
         }
     });
+    (cancel, watcher)
+}
+
+/// Reads `dir` through the confined extraction workers with a bar of files (and the page being
+/// OCR'd), then prints one line of what it holds: files and pages by format, and each skipped
+/// file with its reason. Ctrl-C stops the reading. `ocr` reads scanned pages with Tesseract.
+pub async fn read_folder(dir: &std::path::Path, ocr: bool) -> anyhow::Result<quarry_index::Folder> {
+    use quarry_index::{Folder, LoadEvent, LoadOptions};
+    let (cancel, watcher) = cancel_on_ctrl_c();
     let tty = std::io::stderr().is_terminal();
     let root = dir.to_path_buf();
     let started = Instant::now();

@@ -338,7 +338,7 @@ async fn run(state: AppState, knobs: Knobs, prompt: Prompt, shape: Shape) -> Res
                     }
                     Some(GenerationEvent::Done(c)) => {
                         let mut last = chunk(&id, created, &model, shape, Some(json!({})), Some(&c));
-                        last["usage"] = usage_json(&c);
+                        last["usage"] = usage_json(&c.usage);
                         last["timings"] = timings_json(&c);
                         queue.push_back(last.to_string());
                         queue.push_back("[DONE]".into());
@@ -377,12 +377,12 @@ fn chunk(id: &str, created: u64, model: &str, shape: Shape, delta: Option<Value>
     }
 }
 
-fn usage_json(c: &Completion) -> Value {
+fn usage_json(u: &quarry_llm::Usage) -> Value {
     json!({
-        "prompt_tokens": c.usage.prompt_tokens,
-        "completion_tokens": c.usage.completion_tokens,
-        "total_tokens": c.usage.total(),
-        "prompt_tokens_details": {"cached_tokens": c.usage.cached_tokens},
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total(),
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
     })
 }
 
@@ -411,7 +411,7 @@ fn full_response(id: &str, created: u64, shape: Shape, c: &Completion) -> Value 
         "created": created,
         "model": c.model,
         "choices": [choice],
-        "usage": usage_json(c),
+        "usage": usage_json(&c.usage),
         "timings": timings_json(c),
     })
 }
@@ -461,8 +461,7 @@ async fn score(
                 "object": "scores",
                 "model": s.model,
                 "scores": scores,
-                "usage": {"prompt_tokens": s.usage.prompt_tokens, "completion_tokens": 0, "total_tokens": s.usage.prompt_tokens,
-                          "prompt_tokens_details": {"cached_tokens": s.usage.cached_tokens}},
+                "usage": usage_json(&s.usage),
                 "timings": {"prompt_n": s.usage.prompt_tokens - s.usage.cached_tokens, "prompt_ms": s.timings.prompt_ms + s.timings.generation_ms,
                             "cache_n": s.usage.cached_tokens},
             }))
