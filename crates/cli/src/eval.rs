@@ -163,6 +163,14 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
             "sub_calls": answer.sub_calls,
             "citations": answer.citations.len(),
             "citations_verified": answer.citations.iter().filter(|c| c.verified).count(),
+            // What the evidence check found: answers sent back, and whether the answer taken
+            // still came before its evidence (with --no-final-check, every premature one).
+            "premature_sent_back": answer.trajectory.as_ref().map_or(0, |t| {
+                t.iterations.iter().filter(|i| i.premature.is_some() && i.final_answer.is_none()).count()
+            }),
+            "final_premature": answer.trajectory.as_ref().and_then(|t| {
+                t.iterations.last().filter(|i| i.final_answer.is_some()).and_then(|i| i.premature.clone())
+            }),
         });
         writeln!(out, "{line}")
             .and_then(|_| out.flush())
@@ -182,8 +190,14 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
         secs.sort_by(f64::total_cmp);
         let cites: usize = answers.iter().map(|a| a.citations.len()).sum();
         let verified: usize = answers.iter().map(|a| a.citations.iter().filter(|c| c.verified).count()).sum();
+        let iterations = || answers.iter().filter_map(|a| a.trajectory.as_ref()).map(|t| &t.iterations);
+        let sent_back =
+            iterations().filter(|its| its.iter().any(|i| i.premature.is_some() && i.final_answer.is_none())).count();
+        let premature = iterations()
+            .filter(|its| its.last().is_some_and(|i| i.final_answer.is_some() && i.premature.is_some()))
+            .count();
         eprintln!(
-            "{n} tasks, {} mode, root {}, sub {}: format success {ok}/{n} ({:.0}%), median {:.1} s per task, {verified}/{cites} citations verified",
+            "{n} tasks, {} mode, root {}, sub {}: format success {ok}/{n} ({:.0}%), median {:.1} s per task, {verified}/{cites} citations verified, {premature}/{n} answers before their evidence ({sent_back} runs had one sent back)",
             args.mode.name(),
             root_name,
             sub_name,

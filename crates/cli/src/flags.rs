@@ -63,6 +63,11 @@ pub struct LoopArgs {
     /// (the root unless its measured speed would take more than half the time left).
     #[arg(long, value_enum, default_value_t = LabellerArg::Auto)]
     pub labeller: LabellerArg,
+    /// Take every FINAL as given: do not send back an answer that came before its evidence (no
+    /// code run, unlabelled items never judged, the worked example's words). The check still
+    /// runs and the trajectory records what it found.
+    #[arg(long)]
+    pub no_final_check: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -80,6 +85,7 @@ impl LoopArgs {
         b.wall_clock = self.max_seconds.map(std::time::Duration::from_secs);
         config.rlm.max_depth = self.max_depth.max(1);
         config.rlm.root_grammar = self.root_grammar;
+        config.rlm.check_final = !self.no_final_check;
         config.rlm.labeller = match self.labeller {
             LabellerArg::Auto => quarry_rlm::Labeller::Auto,
             LabellerArg::Root => quarry_rlm::Labeller::Root,

@@ -37,6 +37,7 @@ pub mod budget;
 pub mod cite;
 pub mod context;
 pub mod direct;
+pub mod evidence;
 pub mod host;
 pub mod models;
 pub mod parse;

@@ -2,6 +2,7 @@
 //! writes code, sees (truncated) results, and repeats until it gives a final answer or a
 //! [`Budget`] limit ends the run.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
+use crate::evidence::{copied_line, examples_of, premature_final, references, Premature};
 use crate::host::{Labeller, Recursion, RunHost, SubCallStats};
 use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
 use crate::repl_thread::ReplThread;
@@ -63,6 +65,10 @@ pub struct RlmConfig {
     pub sub_accepts_grammar: bool,
     /// Which model `llm_classify` labels with where models score (see [`Labeller`]).
     pub labeller: Labeller,
+    /// Send a `FINAL` that comes before its evidence (see [`crate::evidence`]) back to the root
+    /// model with the reason, once per reason. Off, the check still runs and the trajectory
+    /// records what it found (`Iteration::premature`), which is how its effect is measured.
+    pub check_final: bool,
 }
 
 /// A root turn under [`RlmConfig::root_grammar`]. Code lines cannot hold backticks, so the
@@ -91,6 +97,11 @@ line ::= [^`\n]* "\n"
 const PROBE_GRAMMAR: &str = r#"root ::= "FINAL(" [^\n]+ ")" | "NOT FOUND"
 "#;
 
+/// Cutting a copied line to its value (see `Rlm::cut_to_value`).
+const CUT_PROMPT: &str = "The text below answers the question but says much more. Reply with only the value the question asks for (a number, a name, a code, a date or a short phrase), copied exactly as the text writes it, and nothing else.";
+const CUT_GRAMMAR: &str = r#"root ::= [^\n]{1,120}
+"#;
+
 /// The last "answer from what you have" turn under the grammar.
 const FINAL_GRAMMAR: &str = r#"root ::= "FINAL(" [^\n]+ ")"
 "#;
@@ -112,6 +123,7 @@ impl Default for RlmConfig {
             accepts_grammar: true,
             sub_accepts_grammar: true,
             labeller: Labeller::Auto,
+            check_final: true,
         }
     }
 }
@@ -312,6 +324,7 @@ impl Rlm {
         let mut no_code_last_turn = false;
         let mut resample_next = false;
         let mut answer: Option<(String, AnswerSource)> = None;
+        let mut sent_back: HashSet<Premature> = HashSet::new();
         let stop = loop {
             let sub_usage = *stats.usage.lock().expect("usage lock");
             if cancel.is_cancelled() {
@@ -396,14 +409,24 @@ impl Rlm {
                     }
                     None => None,
                 };
+                let premature = self.judge_final(question, &answer, &trajectory.iterations, &[], &stats);
+                let refused = self.send_back(premature, &mut sent_back, &trajectory, &budget, deadline, &mut on_event);
                 trajectory.iterations.push(Iteration {
                     index,
                     response: text.clone(),
                     code_blocks: Vec::new(),
-                    final_answer: answer.as_ref().map(|(t, _)| t.clone()),
+                    final_answer: answer.as_ref().filter(|_| !refused).map(|(t, _)| t.clone()),
+                    premature: premature.map(|p| p.name().to_string()),
                     usage: completion.usage,
                     seconds: turn_started.elapsed().as_secs_f64(),
                 });
+                if refused {
+                    answer = None;
+                    let reason = premature.map(Premature::feedback).unwrap_or_default();
+                    run.messages
+                        .push(ChatMessage::user(format!("Your FINAL did not count: {reason}.\nQuestion: {question}")));
+                    continue;
+                }
                 if answer.is_some() {
                     break StopReason::Final;
                 }
@@ -426,6 +449,7 @@ impl Rlm {
                     response: text.clone(),
                     code_blocks: Vec::new(),
                     final_answer: None,
+                    premature: None,
                     usage: completion.usage,
                     seconds: turn_started.elapsed().as_secs_f64(),
                 });
@@ -504,11 +528,17 @@ impl Rlm {
                 }
             }
 
+            let premature = self.judge_final(question, &answer, &trajectory.iterations, &runs, &stats);
+            if self.send_back(premature, &mut sent_back, &trajectory, &budget, deadline, &mut on_event) {
+                answer = None;
+                final_note = premature.map(|p| p.feedback().to_string());
+            }
             trajectory.iterations.push(Iteration {
                 index,
                 response: text.clone(),
                 code_blocks: runs.clone(),
                 final_answer: answer.as_ref().map(|(t, _)| t.clone()),
+                premature: premature.map(|p| p.name().to_string()),
                 usage: completion.usage,
                 seconds: turn_started.elapsed().as_secs_f64(),
             });
@@ -545,6 +575,22 @@ impl Rlm {
         if stop != StopReason::Final && stop != StopReason::Cancelled {
             answer = run.forced_answer(self, stop, question, &cancel, &mut on_event).await?;
         }
+        if let Some((text, _)) = &mut answer {
+            let outputs: String = trajectory
+                .iterations
+                .iter()
+                .flat_map(|it| it.code_blocks.iter())
+                .map(|r| format!("{}\n{}\n", r.result.stdout, r.result.value.as_deref().unwrap_or("")))
+                .collect();
+            if copied_line(question, text, &outputs) && !cancel.is_cancelled() {
+                if let Some(value) = self.cut_to_value(question, text).await {
+                    on_event(&Event::Notice {
+                        message: "the answer was a copied line; it was cut to the value the question asks for".into(),
+                    });
+                    *text = value;
+                }
+            }
+        }
         if let Some((text, source)) = &answer {
             on_event(&Event::Answer { text: text.clone(), source: *source });
         }
@@ -571,6 +617,69 @@ impl Rlm {
             trajectory,
             sources,
         })
+    }
+}
+
+impl Rlm {
+    /// Whether the answer this turn gave, if any, comes before its evidence.
+    fn judge_final(
+        &self,
+        question: &str,
+        answer: &Option<(String, AnswerSource)>,
+        iterations: &[Iteration],
+        runs: &[BlockRun],
+        stats: &SubCallStats,
+    ) -> Option<Premature> {
+        let (text, _) = answer.as_ref()?;
+        let served = stats.served.load(Ordering::SeqCst);
+        premature_final(question, text, iterations, runs, served, examples_of(SYSTEM_PROMPT))
+    }
+
+    /// One short call that cuts a copied line down to the value the question asks for, with the
+    /// line's references kept; `None` (keep the line) when the reply is not a part of the line,
+    /// so a cut can drop words but never make a value up.
+    async fn cut_to_value(&self, question: &str, line: &str) -> Option<String> {
+        let mut request = ChatRequest {
+            max_tokens: Some(48),
+            sampling: Sampling { temperature: 0.0, ..self.config.sampling.clone() },
+            ..ChatRequest::new(vec![ChatMessage::user(format!("{CUT_PROMPT}\nQuestion: {question}\nText: {line}"))])
+        };
+        if self.config.accepts_grammar {
+            request.constraint.grammar = Some(CUT_GRAMMAR.into());
+        }
+        let reply = self.root.chat(&request).await.ok()?;
+        let value = reply.text.trim().trim_matches(|c: char| c == '"' || c == '`' || c == '.').trim();
+        let inside = line.to_lowercase().contains(&value.to_lowercase());
+        if value.is_empty() || !inside || value.chars().count() * 2 > line.chars().count() {
+            return None;
+        }
+        let refs = references(line);
+        Some(if refs.is_empty() { value.to_string() } else { format!("{value} ({})", refs.join(", ")) })
+    }
+
+    /// Whether to send a premature answer back: checking is on, this reason has not been sent
+    /// back before in the run (a model that answers the same way twice is not asked a third
+    /// time), and there is room for another turn.
+    #[allow(clippy::too_many_arguments)]
+    fn send_back<F: FnMut(&Event)>(
+        &self,
+        premature: Option<Premature>,
+        sent_back: &mut HashSet<Premature>,
+        trajectory: &Trajectory,
+        budget: &Budget,
+        deadline: Option<Instant>,
+        on_event: &mut F,
+    ) -> bool {
+        let Some(p) = premature else { return false };
+        let room = trajectory.iterations.len() + 1 < budget.max_iterations
+            && deadline.is_none_or(|d| Instant::now() + std::time::Duration::from_secs(20) < d);
+        if !self.config.check_final || !room || !sent_back.insert(p) {
+            return false;
+        }
+        on_event(&Event::Notice {
+            message: format!("the root model answered before its evidence ({}); it was sent back to work on", p.name()),
+        });
+        true
     }
 }
 

@@ -111,6 +111,10 @@ pub struct Iteration {
     pub response: String,
     pub code_blocks: Vec<BlockRun>,
     pub final_answer: Option<String>,
+    /// Why this turn's `FINAL` came before its evidence ([`crate::evidence::Premature::name`]);
+    /// with the check on, such an answer was sent back and `final_answer` is `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub premature: Option<String>,
     pub usage: Usage,
     pub seconds: f64,
 }
@@ -199,6 +203,7 @@ mod tests {
                         result: ReplResult { stdout: "1".into(), ..Default::default() },
                     }],
                     final_answer: None,
+                    premature: None,
                     usage: Usage::default(),
                     seconds: 0.5,
                 })

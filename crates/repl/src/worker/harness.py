@@ -520,6 +520,39 @@ def _line_fields(line):
     return fields if len(fields) >= 2 else None
 
 
+_MD_RULE = re.compile(r":?-{3,}:?")
+# `[2024-01-03 21:38:23] user=32447 level=info :: the message`: a bracketed time, key=value
+# fields, then the free text after '::' (or ' - '), as application logs write them.
+_LOG_LINE = re.compile(r"\s*(?:\[([^\]]{4,40})\]\s*)?((?:[A-Za-z_][\w.\-]{0,39}=\S+\s+)*[A-Za-z_][\w.\-]{0,39}=\S+)(?:\s*(?:::|\s-\s)\s*(.*?))?\s*")
+_LOG_PAIR = re.compile(r"([A-Za-z_][\w.\-]{0,39})=(\S+)")
+
+
+def _markdown_cells(line):
+    """The cells of one Markdown table row (`| a | b |`), or None when the line is not one."""
+    s = line.strip()
+    if len(s) < 3 or s[0] != "|" or s[-1] != "|":
+        return None
+    return [c.strip() for c in s[1:-1].split("|")]
+
+
+def _log_fields(line):
+    """The fields of one log line: 'time' for a bracketed stamp, each key=value, and 'text' for
+    what follows '::' or ' - '; None unless at least two fields are found."""
+    m = _LOG_LINE.fullmatch(line)
+    if m is None:
+        return None
+    fields = {}
+    if m.group(1):
+        fields["time"] = m.group(1).strip()
+    for key, value in _LOG_PAIR.findall(m.group(2)):
+        if key in fields:
+            return None
+        fields[key] = _value(value)
+    if m.group(3):
+        fields["text"] = m.group(3)
+    return fields if len(fields) >= 2 else None
+
+
 def _table_records(text, path, delimiter, out):
     import csv
 
@@ -557,8 +590,10 @@ def records(x=None):
     or decimal number is an int or float, any other value a str.
 
     A record is a line of 'Key: value' fields separated by '||', '|' or a tab
-    ('Date: Jan 02, 2023 || User: 311 || Text: Great service'), a line holding one JSON object, or
-    a row of a .csv / .tsv file with a header row. Other lines are skipped. `x` is a str, a
+    ('Date: Jan 02, 2023 || User: 311 || Text: Great service'), a line holding one JSON object, a
+    row of a .csv / .tsv file with a header row, a row of a Markdown table (`| a | b |` under a
+    header and a `|---|` rule), or a log line (`[time] key=value ... :: text`, fields 'time',
+    each key and 'text'). Other lines are skipped. `x` is a str, a
     Document, or a list of them.
     """
     if x is None:
@@ -571,16 +606,33 @@ def records(x=None):
         if delimiter:
             _table_records(text, path, delimiter, out)
             continue
-        for i, line in enumerate(text.splitlines()):
-            fields = _line_fields(line)
+        header = None  # the column names of the Markdown table being read
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            cells = _markdown_cells(line)
+            if cells is not None:
+                following = _markdown_cells(lines[i + 1]) if i + 1 < len(lines) else None
+                if header is None and following is not None and all(_MD_RULE.fullmatch(c) for c in following):
+                    header = cells
+                    continue
+                if header is not None:
+                    if all(_MD_RULE.fullmatch(c) for c in cells):
+                        continue
+                    r = Record(zip(header, (_value(c) for c in cells)))
+                    r.path, r.line = path, first + i
+                    out.append(r)
+                    continue
+            header = None
+            fields = _line_fields(line) or _log_fields(line)
             if fields is not None:
                 r = Record(fields)
                 r.path, r.line = path, first + i
                 out.append(r)
     if not out:
         raise ValueError(
-            "records(): no line is a record ('Key: value || Key: value', a JSON object, or a "
-            "row of a .csv/.tsv file); use grep() or .lines() on this text"
+            "records(): no line is a record ('Key: value || Key: value', a JSON object, a row of a "
+            ".csv/.tsv file or a Markdown table, or a '[time] key=value :: text' log line); use "
+            "grep() or .lines() on this text"
         )
     return out
 

@@ -424,6 +424,35 @@ fn chunks_of_documents_keep_their_paths_and_lines() {
 }
 
 #[test]
+fn records_parse_markdown_table_rows_and_log_lines() {
+    let mut repl = repl();
+    repl.load_context(&Context::Documents(vec![
+        ContextDocument {
+            pages: Vec::new(),
+            path: "notes/table.md".into(),
+            text: "# Reviews\n\n| date | user | text |\n|---|:---:|---|\n| 31 Dec 2022 | 39005 | a weak movie / a great end |\n| 02 Jan 2023 | 7 | fine |\n\nAfter the table | not a row\n".into(),
+        },
+        ContextDocument {
+            pages: Vec::new(),
+            path: "activity.log".into(),
+            text: "[2024-01-03 21:38:23] user=32447 :: as surreal as a dream :: really\nstarting up\nts=5 level=warn - disk low\n".into(),
+        },
+    ]))
+    .unwrap();
+    let r = run(&mut repl, "[(r.path, r.line, dict(r)) for r in records()]");
+    assert_eq!(
+        r.value.as_deref(),
+        Some(
+            "[('notes/table.md', 5, {'date': '31 Dec 2022', 'user': 39005, 'text': 'a weak movie / a great end'}), \
+             ('notes/table.md', 6, {'date': '02 Jan 2023', 'user': 7, 'text': 'fine'}), \
+             ('activity.log', 1, {'time': '2024-01-03 21:38:23', 'user': 32447, 'text': 'as surreal as a dream :: really'}), \
+             ('activity.log', 3, {'ts': 5, 'level': 'warn', 'text': 'disk low'})]"
+        ),
+        "{r:#?}"
+    );
+}
+
+#[test]
 fn records_parse_field_lines_json_lines_and_tables() {
     let mut repl = repl();
     repl.load_context(&Context::Documents(vec![

@@ -210,7 +210,8 @@ async fn final_var_in_prose_reads_a_variable_set_by_the_same_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_var_naming_a_missing_variable_is_fed_back_not_taken() {
-    let o = run(&["FINAL_VAR(nope)", "FINAL(fixed)"]).await;
+    // No code runs in this script, so the evidence check (tested on its own below) is off.
+    let o = run_unchecked(&["FINAL_VAR(nope)", "FINAL(fixed)"]).await;
     assert_eq!(o.result.answer.as_deref(), Some("fixed"));
     assert_eq!(o.result.iterations, 2);
     let fed_back = o.root.last_user(1);
@@ -238,7 +239,8 @@ async fn final_mentioned_in_a_sentence_is_not_an_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prose_final_beside_failing_code_is_ignored() {
-    let o = run(&["```repl\nprint(missing)\n```\nFINAL_VAR(missing)", "FINAL(checked)"]).await;
+    // The only code fails before it prints, so the evidence check (tested below) is off.
+    let o = run_unchecked(&["```repl\nprint(missing)\n```\nFINAL_VAR(missing)", "FINAL(checked)"]).await;
     assert_eq!(o.result.answer.as_deref(), Some("checked"));
     assert!(o.root.last_user(1).contains("ignored because your code failed"));
 }
@@ -563,7 +565,7 @@ async fn an_error_that_names_its_fix_gets_one_repair_round() {
     .await;
     assert_eq!(o.result.trajectory.iterations[0].code_blocks[0].result.stdout.trim(), "2024");
     // An error without such a hint is the model's to handle in its next turn, as before.
-    let o = run(&["```repl\n1 / 0\n```", "FINAL(none)"]).await;
+    let o = run_unchecked(&["```repl\n1 / 0\n```", "FINAL(none)"]).await;
     assert_eq!(o.root.requests().len(), 2, "no repair request");
     assert!(o.root.last_user(1).contains("ZeroDivisionError"));
 }
@@ -1189,4 +1191,103 @@ async fn grep_hits_name_their_page_read_takes_a_page_and_the_answer_cites_it() {
     // The page and line exist; the answer names no number or quote to find there, so the
     // citation is unchecked, not verified.
     assert_eq!((answer[0].page, answer[0].status), (Some(2), quarry_rlm::CitationStatus::Unchecked));
+}
+
+/// A run with the evidence check off, for scripts about something else that answer without
+/// having run code.
+async fn run_unchecked(replies: &[&str]) -> Outcome {
+    run_asking("What is the needle?", replies, false).await
+}
+
+async fn run_asking(question: &str, replies: &[&str], check_final: bool) -> Outcome {
+    let root = Scripted::new(replies);
+    let sub = Sub::new();
+    let (_dir, folder) = folder();
+    let rlm = Rlm::new(root.clone(), sub.clone(), RlmConfig { check_final, ..config(Budget::default()) });
+    let mut events = Vec::new();
+    let result = rlm
+        .run(&folder, question, CancelToken::default(), |e| events.push(e.clone()))
+        .await
+        .expect("the run completes");
+    Outcome { result, events, root, sub }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_before_any_code_ran_is_sent_back_with_the_reason_and_the_run_goes_on() {
+    let o = run_asking(
+        "What is the needle?",
+        &["FINAL(7)", "```repl\nprint(grep('needle')[0]['text'])\n```", "FINAL(42)"],
+        true,
+    )
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    assert_eq!(o.result.iterations, 3);
+    let t = &o.result.trajectory.iterations;
+    assert_eq!((t[0].final_answer.as_deref(), t[0].premature.as_deref()), (None, Some("no code ran")));
+    assert_eq!((t[2].final_answer.as_deref(), t[2].premature.as_deref()), (Some("42"), None));
+    let told = o.root.last_user(1);
+    assert!(told.contains("Your FINAL did not count: no code has run yet"), "{told}");
+    assert!(o.events.iter().any(|e| matches!(e, Event::Notice { message } if message.contains("before its evidence"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_of_items_the_question_says_are_unlabelled_waits_until_something_judged_them() {
+    let question = "Each line is a question. No file stores a label: decide which of these each is: entity, place. How many are 'place'?";
+    let o = run_asking(
+        question,
+        &[
+            "```repl\nrows = grep('.')\nprint(len(rows))\n```",
+            "FINAL(There are 5 'place' lines.)",
+            "```repl\nprint(llm_query('Is this a place? ' + rows[0]['text']))\n```",
+            "FINAL(2)",
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("2"));
+    assert_eq!(o.result.iterations, 4);
+    let t = &o.result.trajectory.iterations;
+    assert_eq!(t[1].premature.as_deref(), Some("nothing judged"));
+    assert!(o.root.last_user(2).contains("label them all with llm_classify"), "{}", o.root.last_user(2));
+    assert_eq!(o.sub.prompts.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_premature_reason_is_sent_back_once_and_with_the_check_off_only_recorded() {
+    let o = run_asking("What is the needle?", &["FINAL(7)", "FINAL(8)"], true).await;
+    assert_eq!(o.result.answer.as_deref(), Some("8"), "a second code-less answer is taken");
+    let t = &o.result.trajectory.iterations;
+    assert_eq!(t.iter().map(|i| i.premature.as_deref()).collect::<Vec<_>>(), [Some("no code ran"); 2]);
+
+    let o = run_asking("What is the needle?", &["FINAL(7)"], false).await;
+    assert_eq!((o.result.answer.as_deref(), o.result.iterations), (Some("7"), 1));
+    assert_eq!(o.result.trajectory.iterations[0].premature.as_deref(), Some("no code ran"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_line_is_cut_to_the_value_asked_for_and_keeps_its_reference() {
+    let line = "Security notice 14 (rev. 3): following the audit of March, the door controller of the east vault was re-keyed, and the passcode for the east vault is now 7391-ALPHA; staff must not write it down or share it.";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("memo.txt"), format!("Memo\n{line}\n")).unwrap();
+    let folder = Folder::load(dir.path()).unwrap();
+    let ask = |cut_reply: &'static str| {
+        let root = Scripted::new(&[
+            "```repl\nprint(grep('passcode')[0]['text'])\n```",
+            &format!("FINAL({line} (memo.txt:2))"),
+            cut_reply,
+        ]);
+        let rlm = Rlm::new(root.clone(), Sub::new(), config(Budget::default()));
+        let folder = folder.clone();
+        async move {
+            let r = rlm.run(&folder, "What is the passcode for the east vault?", CancelToken::default(), |_| {}).await;
+            (r.unwrap(), root)
+        }
+    };
+    let (result, root) = ask("7391-ALPHA").await;
+    assert_eq!(result.answer.as_deref(), Some("7391-ALPHA (memo.txt:2)"));
+    assert!(root.last_user(2).contains("Reply with only the value"), "{}", root.last_user(2));
+    assert!(result.trajectory.iterations[1].final_answer.as_deref().unwrap().starts_with("Security notice"));
+    // A reply that is not part of the line is not taken: a cut drops words, it never adds one.
+    let (result, _) = ask("8000-BETA").await;
+    assert!(result.answer.as_deref().unwrap().starts_with("Security notice 14"), "{:?}", result.answer);
 }
