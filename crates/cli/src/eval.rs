@@ -165,12 +165,8 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
             "citations_verified": answer.citations.iter().filter(|c| c.verified).count(),
             // What the evidence check found: answers sent back, and whether the answer taken
             // still came before its evidence (with --no-final-check, every premature one).
-            "premature_sent_back": answer.trajectory.as_ref().map_or(0, |t| {
-                t.iterations.iter().filter(|i| i.premature.is_some() && i.final_answer.is_none()).count()
-            }),
-            "final_premature": answer.trajectory.as_ref().and_then(|t| {
-                t.iterations.last().filter(|i| i.final_answer.is_some()).and_then(|i| i.premature.clone())
-            }),
+            "premature_sent_back": answer.trajectory.as_ref().map_or(0, |t| t.sent_back()),
+            "final_premature": answer.trajectory.as_ref().and_then(|t| t.premature_answer()),
         });
         writeln!(out, "{line}")
             .and_then(|_| out.flush())
@@ -190,12 +186,9 @@ pub async fn run(args: EvalArgs) -> Result<ExitCode> {
         secs.sort_by(f64::total_cmp);
         let cites: usize = answers.iter().map(|a| a.citations.len()).sum();
         let verified: usize = answers.iter().map(|a| a.citations.iter().filter(|c| c.verified).count()).sum();
-        let iterations = || answers.iter().filter_map(|a| a.trajectory.as_ref()).map(|t| &t.iterations);
-        let sent_back =
-            iterations().filter(|its| its.iter().any(|i| i.premature.is_some() && i.final_answer.is_none())).count();
-        let premature = iterations()
-            .filter(|its| its.last().is_some_and(|i| i.final_answer.is_some() && i.premature.is_some()))
-            .count();
+        let trajectories = || answers.iter().filter_map(|a| a.trajectory.as_ref());
+        let sent_back = trajectories().filter(|t| t.sent_back() > 0).count();
+        let premature = trajectories().filter(|t| t.premature_answer().is_some()).count();
         eprintln!(
             "{n} tasks, {} mode, root {}, sub {}: format success {ok}/{n} ({:.0}%), median {:.1} s per task, {verified}/{cites} citations verified, {premature}/{n} answers before their evidence ({sent_back} runs had one sent back)",
             args.mode.name(),

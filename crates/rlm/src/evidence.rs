@@ -82,8 +82,7 @@ pub fn premature_final(
     examples: &str,
 ) -> Option<Premature> {
     let all_runs = || iterations.iter().flat_map(|it| it.code_blocks.iter()).chain(runs.iter());
-    let outputs: String =
-        all_runs().map(|r| format!("{}\n{}\n", r.result.stdout, r.result.value.as_deref().unwrap_or(""))).collect();
+    let outputs = outputs(all_runs());
     if copies_examples(answer, examples, &format!("{question}\n{outputs}")) {
         return Some(Premature::ExampleProse);
     }
@@ -99,6 +98,11 @@ pub fn premature_final(
         return Some(Premature::NoJudgement);
     }
     None
+}
+
+/// What the blocks showed the model: each one's printed output and trailing value.
+pub fn outputs<'a>(runs: impl Iterator<Item = &'a BlockRun>) -> String {
+    runs.map(|r| format!("{}\n{}\n", r.result.stdout, r.result.value.as_deref().unwrap_or(""))).collect()
 }
 
 /// A block that does nothing but answer (`FINAL(...)` or `FINAL_VAR(...)`, comments aside).

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
-use crate::evidence::{copied_line, examples_of, premature_final, references, Premature};
+use crate::evidence::{copied_line, examples_of, outputs, premature_final, references, Premature};
 use crate::host::{Labeller, Recursion, RunHost, SubCallStats};
 use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
 use crate::repl_thread::ReplThread;
@@ -410,7 +410,8 @@ impl Rlm {
                     None => None,
                 };
                 let premature = self.judge_final(question, &answer, &trajectory.iterations, &[], &stats);
-                let refused = self.send_back(premature, &mut sent_back, &trajectory, &budget, deadline, &mut on_event);
+                let turns = trajectory.iterations.len();
+                let refused = self.send_back(premature, &mut sent_back, turns, &budget, deadline, &mut on_event);
                 trajectory.iterations.push(Iteration {
                     index,
                     response: text.clone(),
@@ -529,7 +530,8 @@ impl Rlm {
             }
 
             let premature = self.judge_final(question, &answer, &trajectory.iterations, &runs, &stats);
-            if self.send_back(premature, &mut sent_back, &trajectory, &budget, deadline, &mut on_event) {
+            let turns = trajectory.iterations.len();
+            if self.send_back(premature, &mut sent_back, turns, &budget, deadline, &mut on_event) {
                 answer = None;
                 final_note = premature.map(|p| p.feedback().to_string());
             }
@@ -576,12 +578,7 @@ impl Rlm {
             answer = run.forced_answer(self, stop, question, &cancel, &mut on_event).await?;
         }
         if let Some((text, _)) = &mut answer {
-            let outputs: String = trajectory
-                .iterations
-                .iter()
-                .flat_map(|it| it.code_blocks.iter())
-                .map(|r| format!("{}\n{}\n", r.result.stdout, r.result.value.as_deref().unwrap_or("")))
-                .collect();
+            let outputs = outputs(trajectory.iterations.iter().flat_map(|it| it.code_blocks.iter()));
             if copied_line(question, text, &outputs) && !cancel.is_cancelled() {
                 if let Some(value) = self.cut_to_value(question, text).await {
                     on_event(&Event::Notice {
@@ -659,19 +656,18 @@ impl Rlm {
 
     /// Whether to send a premature answer back: checking is on, this reason has not been sent
     /// back before in the run (a model that answers the same way twice is not asked a third
-    /// time), and there is room for another turn.
-    #[allow(clippy::too_many_arguments)]
+    /// time), and there is room for another turn after the `turns` taken.
     fn send_back<F: FnMut(&Event)>(
         &self,
         premature: Option<Premature>,
         sent_back: &mut HashSet<Premature>,
-        trajectory: &Trajectory,
+        turns: usize,
         budget: &Budget,
         deadline: Option<Instant>,
         on_event: &mut F,
     ) -> bool {
         let Some(p) = premature else { return false };
-        let room = trajectory.iterations.len() + 1 < budget.max_iterations
+        let room = turns + 1 < budget.max_iterations
             && deadline.is_none_or(|d| Instant::now() + std::time::Duration::from_secs(20) < d);
         if !self.config.check_final || !room || !sent_back.insert(p) {
             return false;

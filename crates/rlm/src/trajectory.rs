@@ -119,6 +119,19 @@ pub struct Iteration {
     pub seconds: f64,
 }
 
+impl Trajectory {
+    /// Turns whose `FINAL` came before its evidence and was sent back.
+    pub fn sent_back(&self) -> usize {
+        self.iterations.iter().filter(|i| i.premature.is_some() && i.final_answer.is_none()).count()
+    }
+
+    /// Why the answer the run ended with came before its evidence, if it did (with the check
+    /// off, every premature answer; with it on, one given again after being sent back).
+    pub fn premature_answer(&self) -> Option<&str> {
+        self.iterations.last().filter(|i| i.final_answer.is_some()).and_then(|i| i.premature.as_deref())
+    }
+}
+
 /// The run's description, the first JSONL line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {

@@ -535,6 +535,11 @@ def _markdown_cells(line):
     return [c.strip() for c in s[1:-1].split("|")]
 
 
+def _markdown_rule(cells):
+    """Whether a row's cells are the `|---|:---:|` rule under a Markdown table's header."""
+    return cells is not None and all(_MD_RULE.fullmatch(c) for c in cells)
+
+
 def _log_fields(line):
     """The fields of one log line: 'time' for a bracketed stamp, each key=value, and 'text' for
     what follows '::' or ' - '; None unless at least two fields are found."""
@@ -606,24 +611,19 @@ def records(x=None):
         if delimiter:
             _table_records(text, path, delimiter, out)
             continue
-        header = None  # the column names of the Markdown table being read
         lines = text.splitlines()
+        cells = [_markdown_cells(line) for line in lines]
+        header = None  # the column names of the Markdown table being read
         for i, line in enumerate(lines):
-            cells = _markdown_cells(line)
-            if cells is not None:
-                following = _markdown_cells(lines[i + 1]) if i + 1 < len(lines) else None
-                if header is None and following is not None and all(_MD_RULE.fullmatch(c) for c in following):
-                    header = cells
-                    continue
-                if header is not None:
-                    if all(_MD_RULE.fullmatch(c) for c in cells):
-                        continue
-                    r = Record(zip(header, (_value(c) for c in cells)))
-                    r.path, r.line = path, first + i
-                    out.append(r)
-                    continue
-            header = None
-            fields = _line_fields(line) or _log_fields(line)
+            row = cells[i]
+            if row is not None and header is None and i + 1 < len(lines) and _markdown_rule(cells[i + 1]):
+                header = row
+                continue
+            if row is not None and header is not None:
+                fields = None if _markdown_rule(row) else dict(zip(header, (_value(c) for c in row)))
+            else:
+                header = None
+                fields = _line_fields(line) or _log_fields(line)
             if fields is not None:
                 r = Record(fields)
                 r.path, r.line = path, first + i

@@ -423,20 +423,17 @@ fn chunks_of_documents_keep_their_paths_and_lines() {
     assert_eq!(r.value.as_deref(), Some("(('a.txt', 1, 4), None, 200, True, True, True, 17)"), "{r:#?}");
 }
 
+/// A document without pages.
+fn doc(path: &str, text: &str) -> ContextDocument {
+    ContextDocument { pages: Vec::new(), path: path.into(), text: text.into() }
+}
+
 #[test]
 fn records_parse_markdown_table_rows_and_log_lines() {
     let mut repl = repl();
     repl.load_context(&Context::Documents(vec![
-        ContextDocument {
-            pages: Vec::new(),
-            path: "notes/table.md".into(),
-            text: "# Reviews\n\n| date | user | text |\n|---|:---:|---|\n| 31 Dec 2022 | 39005 | a weak movie / a great end |\n| 02 Jan 2023 | 7 | fine |\n\nAfter the table | not a row\n".into(),
-        },
-        ContextDocument {
-            pages: Vec::new(),
-            path: "activity.log".into(),
-            text: "[2024-01-03 21:38:23] user=32447 :: as surreal as a dream :: really\nstarting up\nts=5 level=warn - disk low\n".into(),
-        },
+        doc("notes/table.md", "# Reviews\n\n| date | user | text |\n|---|:---:|---|\n| 31 Dec 2022 | 39005 | a weak movie / a great end |\n| 02 Jan 2023 | 7 | fine |\n\nAfter the table | not a row\n"),
+        doc("activity.log", "[2024-01-03 21:38:23] user=32447 :: as surreal as a dream :: really\nstarting up\nts=5 level=warn - disk low\n"),
     ]))
     .unwrap();
     let r = run(&mut repl, "[(r.path, r.line, dict(r)) for r in records()]");
@@ -456,14 +453,10 @@ fn records_parse_markdown_table_rows_and_log_lines() {
 fn records_parse_field_lines_json_lines_and_tables() {
     let mut repl = repl();
     repl.load_context(&Context::Documents(vec![
-        ContextDocument {
-            pages: Vec::new(),
-            path: "log.txt".into(),
-            text: "Date: Jan 02, 2023 || User: 311 || Text: Great: really\nnot a record\n\nDate: Jan 03, 2023 || User: 75 || Text: Never again\n".into(),
-        },
-        ContextDocument { pages: Vec::new(), path: "events.jsonl".into(), text: "{\"id\": 7, \"kind\": \"open\"}\n[1, 2]\n".into() },
-        ContextDocument { pages: Vec::new(), path: "fees.csv".into(), text: "name,amount\n\"Smith, J\",10.5\nDoe,05\n".into() },
-        ContextDocument { pages: Vec::new(), path: "prose.md".into(), text: "# Lease\nThe term is a year.\n".into() },
+        doc("log.txt", "Date: Jan 02, 2023 || User: 311 || Text: Great: really\nnot a record\n\nDate: Jan 03, 2023 || User: 75 || Text: Never again\n"),
+        doc("events.jsonl", "{\"id\": 7, \"kind\": \"open\"}\n[1, 2]\n"),
+        doc("fees.csv", "name,amount\n\"Smith, J\",10.5\nDoe,05\n"),
+        doc("prose.md", "# Lease\nThe term is a year.\n"),
     ]))
     .unwrap();
     let r = run(&mut repl, "rs = records()\n[(r.path, r.line, dict(r)) for r in rs]");
