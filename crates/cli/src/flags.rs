@@ -68,6 +68,11 @@ pub struct LoopArgs {
     /// runs and the trajectory records what it found.
     #[arg(long)]
     pub no_final_check: bool,
+    /// Let the first turn's code be anything: by default, when the question says its items
+    /// carry no label and must be judged, the first block starts with a judging call
+    /// (`count_labels`, `label_records`, `llm_classify`, ...), its arguments the model's own.
+    #[arg(long)]
+    pub no_judge_first: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -86,6 +91,7 @@ impl LoopArgs {
         config.rlm.max_depth = self.max_depth.max(1);
         config.rlm.root_grammar = self.root_grammar;
         config.rlm.check_final = !self.no_final_check;
+        config.rlm.judge_first = !self.no_judge_first;
         config.rlm.labeller = match self.labeller {
             LabellerArg::Auto => quarry_rlm::Labeller::Auto,
             LabellerArg::Root => quarry_rlm::Labeller::Root,

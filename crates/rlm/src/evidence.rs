@@ -43,7 +43,7 @@ impl Premature {
                 "no code has run yet, so it rests on nothing you have seen. Write code that finds the answer in the documents and look at what it prints first"
             }
             Premature::NoJudgement => {
-                "the question says the items carry no labels, and no item has been judged yet (no llm_classify or llm_query call has run), so any count or label now is a guess. Collect the items (records() or grep), label them all with llm_classify(items, labels), then count in Python and print the result"
+                "the question says the items carry no labels, and no item has been judged yet (no label_records, count_labels, llm_classify or llm_query call has run), so any count or label now is a guess. For records, call count_labels(labels) (or count_labels(labels, by=\"user\") to count per user, or label_records(labels) to filter and count in Python) with the labels the question lists, and print the result"
             }
             Premature::ExampleProse => {
                 "it repeats the worked example's words, not what your code printed for this question. Answer from your own code's output"
@@ -53,7 +53,17 @@ impl Premature {
 }
 
 /// The sub-model helpers of the REPL: a block that called one judged something.
-const JUDGING_CALLS: [&str; 5] = ["llm_classify", "llm_query", "llm_query_batched", "llm_score", "rlm_query"];
+const JUDGING_CALLS: [&str; 9] = [
+    "llm_classify",
+    "llm_query",
+    "llm_query_batched",
+    "llm_score",
+    "rlm_query",
+    "label_records",
+    "count_labels",
+    "files_where",
+    "find_passage",
+];
 
 /// A question that says its items carry no label and must be judged. Written for how people
 /// phrase it ("the data does not provide the labels; infer each", "No file stores a label",
@@ -69,6 +79,12 @@ static NEEDS_JUDGEMENT: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("valid regex")
 });
+
+/// Whether `question` says its items carry no label and must be judged, so that no count or
+/// label can come before a judging call.
+pub fn needs_judgement(question: &str) -> bool {
+    NEEDS_JUDGEMENT.is_match(question)
+}
 
 /// Whether a `FINAL(answer)` to `question` comes before its evidence, given the run so far
 /// (`iterations`, and `runs`: the blocks of the turn that gave the answer) and the sub-calls
@@ -94,7 +110,7 @@ pub fn premature_final(
     }
     let judged = sub_calls > 0
         || all_runs().any(|r| r.result.error.is_none() && JUDGING_CALLS.iter().any(|f| r.block.code.contains(f)));
-    if !judged && NEEDS_JUDGEMENT.is_match(question) {
+    if !judged && needs_judgement(question) {
         return Some(Premature::NoJudgement);
     }
     None

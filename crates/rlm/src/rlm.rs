@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
-use crate::evidence::{copied_line, examples_of, outputs, premature_final, references, Premature};
+use crate::evidence::{copied_line, examples_of, needs_judgement, outputs, premature_final, references, Premature};
 use crate::host::{Labeller, Recursion, RunHost, SubCallStats};
 use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
 use crate::repl_thread::ReplThread;
@@ -69,6 +69,10 @@ pub struct RlmConfig {
     /// model with the reason, once per reason. Off, the check still runs and the trajectory
     /// records what it found (`Iteration::premature`), which is how its effect is measured.
     pub check_final: bool,
+    /// When the question says its items carry no label and must be judged
+    /// ([`crate::evidence::needs_judgement`]), hold the first turn to [`JUDGE_GRAMMAR`]: the
+    /// 1.5B root otherwise loads the records, prints two and answers from the row count.
+    pub judge_first: bool,
 }
 
 /// A root turn under [`RlmConfig::root_grammar`]. Code lines cannot hold backticks, so the
@@ -92,6 +96,31 @@ comment ::= [ ]* "#" [^`\n]* "\n"
 code ::= [ ]* [^#`\n ] [^`\n]* "\n"
 line ::= [^`\n]* "\n"
 "##;
+
+/// The turn after an answer sent back because nothing judged items the question says carry no
+/// label: a block whose first line of code calls a judging helper, its arguments the model's
+/// own. Told in words to call `count_labels` with the question's labels, the 1.5B answered the
+/// same unlabelled count again (para-oolong-8k-000: "116 questions fall under 'number'" twice,
+/// 0 sub-calls); the grammar leaves it the labels and the counting to write, not the choice.
+pub const JUDGE_GRAMMAR: &str = r##"root ::= plan? block
+plan ::= [^`\n] [^`\n]{0,199} "\n"
+block ::= "```repl\n" comment? judge line* "```"
+comment ::= "#" [^`\n]* "\n"
+judge ::= (name " = ")? "print("? call [^`\n]* "\n"
+name ::= [a-z_] [a-z0-9_]{0,19}
+call ::= "count_labels(" | "label_records(" | "llm_classify(" | "llm_query_batched(" | "files_where(" | "find_passage("
+line ::= [^`\n]* "\n"
+"##;
+
+/// The grammar of the turn after an answer sent back for `p`: the one instruction a small model
+/// cannot ignore (see [`CODE_GRAMMAR`], [`JUDGE_GRAMMAR`]).
+fn grammar_after(p: Premature) -> Option<&'static str> {
+    match p {
+        Premature::NoCodeRan => Some(CODE_GRAMMAR),
+        Premature::NoJudgement => Some(JUDGE_GRAMMAR),
+        Premature::ExampleProse => None,
+    }
+}
 
 /// The answer probe's reply under the grammar.
 const PROBE_GRAMMAR: &str = r#"root ::= "FINAL(" [^\n]+ ")" | "NOT FOUND"
@@ -124,6 +153,7 @@ impl Default for RlmConfig {
             sub_accepts_grammar: true,
             labeller: Labeller::Auto,
             check_final: true,
+            judge_first: true,
         }
     }
 }
@@ -322,6 +352,10 @@ impl Rlm {
 
         let mut consecutive_errors = 0usize;
         let mut no_code_last_turn = false;
+        // The grammar the next turn must follow: the first when the question needs judging,
+        // the one after a send-back.
+        let mut sent_back_grammar: Option<&'static str> =
+            (self.config.judge_first && needs_judgement(question)).then_some(JUDGE_GRAMMAR);
         let mut resample_next = false;
         let mut answer: Option<(String, AnswerSource)> = None;
         let mut sent_back: HashSet<Premature> = HashSet::new();
@@ -354,6 +388,7 @@ impl Rlm {
             // ignore.
             let grammar = match (self.config.accepts_grammar, self.config.root_grammar, no_code_last_turn) {
                 (false, _, _) => None,
+                (true, _, _) if sent_back_grammar.is_some() => sent_back_grammar.take(),
                 (true, true, _) => Some(ROOT_GRAMMAR),
                 (true, false, true) => Some(CODE_GRAMMAR),
                 (true, false, false) => None,
@@ -423,6 +458,7 @@ impl Rlm {
                 });
                 if refused {
                     answer = None;
+                    sent_back_grammar = premature.and_then(grammar_after);
                     let reason = premature.map(Premature::feedback).unwrap_or_default();
                     run.messages
                         .push(ChatMessage::user(format!("Your FINAL did not count: {reason}.\nQuestion: {question}")));
@@ -533,6 +569,7 @@ impl Rlm {
             let turns = trajectory.iterations.len();
             if self.send_back(premature, &mut sent_back, turns, &budget, deadline, &mut on_event) {
                 answer = None;
+                sent_back_grammar = premature.and_then(grammar_after);
                 final_note = premature.map(|p| p.feedback().to_string());
             }
             trajectory.iterations.push(Iteration {

@@ -658,3 +658,80 @@ def parse_top():
     let r = run(&mut repl, "len(symbols(base='Suite'))");
     assert!(r.stderr.contains("use parent='Suite'"), "{r:#?}");
 }
+
+/// A sub model that scores like a keyword rule: a label fits a text that contains it, and "yes"
+/// fits a text that mentions insurance. It counts the prompts it scored.
+#[derive(Default)]
+struct KeywordScorer {
+    echo: EchoHost,
+    scored: Mutex<usize>,
+}
+
+impl HostFunctions for KeywordScorer {
+    fn files(&self, glob: &str) -> HostResult<Vec<String>> {
+        self.echo.files(glob)
+    }
+
+    fn llm_score(
+        &self,
+        prompts: &[String],
+        candidates: &[String],
+        _model: Option<&str>,
+    ) -> HostResult<serde_json::Value> {
+        *self.scored.lock().unwrap() += prompts.len();
+        let fits = |candidate: &str, text: &str| match candidate {
+            "yes" => text.contains("insurance"),
+            "no" => !text.contains("insurance"),
+            label => text.contains(label),
+        };
+        let rows = prompts
+            .iter()
+            .map(|p| {
+                let text = p.rsplit("Text:").next().unwrap_or("").to_lowercase();
+                candidates
+                    .iter()
+                    .map(|c| {
+                        let logprob = if fits(c, &text) { 0.0 } else { -5.0 };
+                        serde_json::json!({"logprob": logprob, "first_logprob": logprob})
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        Ok(serde_json::json!(rows))
+    }
+}
+
+#[test]
+fn strategies_label_count_and_find_files_in_one_call_each() {
+    let host = Arc::new(KeywordScorer::default());
+    let mut repl = Repl::new(config(), host.clone()).unwrap();
+    repl.load_context(&Context::Documents(vec![
+        doc("reviews.csv", "date,user_id,text\n2023-01-02,7,a positive visit\n2023-01-03,7,a negative visit\n2023-01-04,9,positive again\n"),
+        doc("lease.txt", "The tenant shall keep insurance for the building.\nRent is due monthly.\n"),
+        doc("nda.txt", "Each party keeps the other's secrets.\n"),
+    ]))
+    .unwrap();
+    // Counting unlabelled records is one call, and it says what it judged.
+    let r = run(&mut repl, "count_labels(['positive', 'negative'])");
+    assert_eq!(r.value.as_deref(), Some("{'positive': 2, 'negative': 1}"), "{r:#?}");
+    assert!(
+        r.stdout.contains("label_records: 3 records labelled by their 'text' field (positive 2, negative 1)"),
+        "{}",
+        r.stdout
+    );
+    // Per user, with the field named as people write it; nothing is scored twice.
+    let scored = *host.scored.lock().unwrap();
+    let r = run(&mut repl, "count_labels(['positive', 'negative'], by='user')");
+    assert_eq!(r.value.as_deref(), Some("{7: {'positive': 1, 'negative': 1}, 9: {'positive': 1, 'negative': 0}}"));
+    assert_eq!(*host.scored.lock().unwrap(), scored, "labels already judged are not judged again");
+    // Labelled records keep their sources and can be filtered before labelling.
+    let r = run(&mut repl, "[(r.path, r.line, r['label']) for r in label_records(['positive', 'negative'], where=lambda r: r['user_id'] == 9)]");
+    assert_eq!(r.value.as_deref(), Some("[('reviews.csv', 4, 'positive')]"));
+    // A yes/no question over whole files names the files and the lines that said yes.
+    let r = run(&mut repl, "files_where('Does it require insurance?')");
+    assert_eq!(r.value.as_deref().map(|v| v.contains("'path': 'lease.txt', 'lines': '1-2'")), Some(true), "{r:#?}");
+    assert!(r.stdout.contains("files_where: 1 of 3 documents"), "{}", r.stdout);
+    // A field that does not exist is told the ones that do.
+    let e = error_of(&run(&mut repl, "count_labels(['a'], by='author')")).to_string();
+    assert!(e.contains("'author' is not a field of these records; their fields are 'date', 'user_id', 'text'"), "{e}");
+}

@@ -1248,7 +1248,12 @@ async fn a_count_of_items_the_question_says_are_unlabelled_waits_until_something
     assert_eq!(o.result.iterations, 4);
     let t = &o.result.trajectory.iterations;
     assert_eq!(t[1].premature.as_deref(), Some("nothing judged"));
-    assert!(o.root.last_user(2).contains("label them all with llm_classify"), "{}", o.root.last_user(2));
+    assert!(o.root.last_user(2).contains("call count_labels(labels)"), "{}", o.root.last_user(2));
+    // The first turn and the one after the send-back are held to a block that starts by
+    // judging (the question says its items must be judged); the others are free.
+    let grammars: Vec<Option<String>> = o.root.requests().iter().map(|r| r.constraint.grammar.clone()).collect();
+    let judge = Some(quarry_rlm::JUDGE_GRAMMAR.to_string());
+    assert_eq!(grammars, [judge.clone(), None, judge, None]);
     assert_eq!(o.sub.prompts.lock().unwrap().len(), 1);
 }
 
