@@ -55,7 +55,7 @@ pub use models::{ModelChoice, Models};
 pub use parse::{parse_reply, CodeBlock, FinalAnswer, Reply};
 /// Stops a run at its next step; the same token cancels a model download.
 pub use quarry_models::CancelToken;
-pub use rlm::{Rlm, RlmConfig, RunResult, JUDGE_GRAMMAR};
+pub use rlm::{Rlm, RlmConfig, RunResult, JUDGE_GRAMMAR, JUDGE_RECORDS_GRAMMAR};
 pub use trajectory::{AnswerSource, BlockRun, Event, Iteration, Trajectory};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

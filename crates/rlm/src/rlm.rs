@@ -112,12 +112,25 @@ call ::= "count_labels(" | "label_records(" | "llm_classify(" | "llm_query_batch
 line ::= [^`\n]* "\n"
 "##;
 
+/// [`JUDGE_GRAMMAR`] for a folder of records: given the general one, the 1.5B labelled the two
+/// files (`llm_classify(context, ["positive", "negative"])`) instead of their 516 records
+/// (para-oolong-8k-002).
+pub const JUDGE_RECORDS_GRAMMAR: &str = r##"root ::= plan? block
+plan ::= [^`\n] [^`\n]{0,199} "\n"
+block ::= "```repl\n" comment? judge line* "```"
+comment ::= "#" [^`\n]* "\n"
+judge ::= (name " = ")? "print("? call [^`\n]* "\n"
+name ::= [a-z_] [a-z0-9_]{0,19}
+call ::= "count_labels([" | "label_records(["
+line ::= [^`\n]* "\n"
+"##;
+
 /// The grammar of the turn after an answer sent back for `p`: the one instruction a small model
 /// cannot ignore (see [`CODE_GRAMMAR`], [`JUDGE_GRAMMAR`]).
-fn grammar_after(p: Premature) -> Option<&'static str> {
+fn grammar_after(p: Premature, records: bool) -> Option<&'static str> {
     match p {
         Premature::NoCodeRan => Some(CODE_GRAMMAR),
-        Premature::NoJudgement => Some(JUDGE_GRAMMAR),
+        Premature::NoJudgement => Some(if records { JUDGE_RECORDS_GRAMMAR } else { JUDGE_GRAMMAR }),
         Premature::ExampleProse => None,
     }
 }
@@ -198,6 +211,8 @@ struct Input {
     text: bool,
     /// How the first turn is asked to start.
     first_step: &'static str,
+    /// The folder holds records (`records()` parses most of its lines).
+    records: bool,
 }
 
 /// The first turn's instruction. Worded as a way in, never "you have not seen the documents":
@@ -210,6 +225,9 @@ const FIRST_STEP_PYTHON: &str = "Write a ```repl block that starts looking. Use 
 /// For records (see `RecordShape`): grep finds words, and what these questions need (a label, a
 /// count per field value) is in no word; the 1.5B model grepped for the label's name first.
 const FIRST_STEP_RECORDS: &str = "Write a ```repl block that loads the records with records() and prints how many there are and two of them, to see their fields.";
+/// For records whose question says they must be judged, with the first turn held to
+/// [`JUDGE_RECORDS_GRAMMAR`]: the step names the calls the grammar allows.
+const FIRST_STEP_JUDGE_RECORDS: &str = "Write a ```repl block that labels every record with count_labels(labels) or label_records(labels), with the labels the question lists, and prints what the question asks for.";
 
 impl Rlm {
     pub fn new(root: Arc<dyn LanguageModel>, sub: Arc<dyn LanguageModel>, config: RlmConfig) -> Rlm {
@@ -242,7 +260,9 @@ impl Rlm {
             documents: folder.documents().iter().map(|d| (d.path.clone(), d.text.clone())).collect(),
             layouts: folder.entries().map(|(d, l)| (d.path.clone(), l.clone())).collect(),
             text: false,
+            records: summary.records.is_some(),
             first_step: match (&summary.records, summary.has_python()) {
+                (Some(_), _) if self.config.judge_first && needs_judgement(question) => FIRST_STEP_JUDGE_RECORDS,
                 (Some(_), _) => FIRST_STEP_RECORDS,
                 (None, true) => FIRST_STEP_PYTHON,
                 (None, false) => FIRST_STEP,
@@ -267,6 +287,7 @@ impl Rlm {
             layouts: Default::default(),
             text: true,
             first_step: FIRST_STEP,
+            records: false,
         };
         self.run_on(input, question, cancel, on_event).await
     }
@@ -281,7 +302,7 @@ impl Rlm {
         }
         let started = Instant::now();
         let budget = self.config.budget.clone();
-        let Input { description, documents, layouts, text, first_step } = input;
+        let Input { description, documents, layouts, text, first_step, records } = input;
         on_event(&Event::RunStarted {
             question: question.into(),
             root_model: self.root.name().into(),
@@ -354,8 +375,8 @@ impl Rlm {
         let mut no_code_last_turn = false;
         // The grammar the next turn must follow: the first when the question needs judging,
         // the one after a send-back.
-        let mut sent_back_grammar: Option<&'static str> =
-            (self.config.judge_first && needs_judgement(question)).then_some(JUDGE_GRAMMAR);
+        let mut sent_back_grammar: Option<&'static str> = (self.config.judge_first && needs_judgement(question))
+            .then_some(if records { JUDGE_RECORDS_GRAMMAR } else { JUDGE_GRAMMAR });
         let mut resample_next = false;
         let mut answer: Option<(String, AnswerSource)> = None;
         let mut sent_back: HashSet<Premature> = HashSet::new();
@@ -458,7 +479,7 @@ impl Rlm {
                 });
                 if refused {
                     answer = None;
-                    sent_back_grammar = premature.and_then(grammar_after);
+                    sent_back_grammar = premature.and_then(|p| grammar_after(p, records));
                     let reason = premature.map(Premature::feedback).unwrap_or_default();
                     run.messages
                         .push(ChatMessage::user(format!("Your FINAL did not count: {reason}.\nQuestion: {question}")));
@@ -569,7 +590,7 @@ impl Rlm {
             let turns = trajectory.iterations.len();
             if self.send_back(premature, &mut sent_back, turns, &budget, deadline, &mut on_event) {
                 answer = None;
-                sent_back_grammar = premature.and_then(grammar_after);
+                sent_back_grammar = premature.and_then(|p| grammar_after(p, records));
                 final_note = premature.map(|p| p.feedback().to_string());
             }
             trajectory.iterations.push(Iteration {

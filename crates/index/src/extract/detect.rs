@@ -113,7 +113,9 @@ fn is_header_line(line: &[u8]) -> bool {
     colon > 0 && line[..colon].iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// The text opens with RFC 5322 header lines, at least two of them ones every mail has.
+/// The text opens with RFC 5322 header lines, of at least two names every mail has. Two names,
+/// not two lines: a file of records that each start `Date: Jan 02, 2023 || User: 311 || ...`
+/// is a column of "Date" headers, and was read as a message with no body (0 lines).
 fn looks_like_mail_headers(s: &[u8]) -> bool {
     const COMMON: &[&str] = &[
         "from",
@@ -131,7 +133,7 @@ fn looks_like_mail_headers(s: &[u8]) -> bool {
         "sender",
         "x-mailer",
     ];
-    let mut common = 0;
+    let mut common = std::collections::HashSet::new();
     for (i, line) in s.split(|&b| b == b'\n').take(40).enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -148,10 +150,10 @@ fn looks_like_mail_headers(s: &[u8]) -> bool {
         }
         let name = String::from_utf8_lossy(&line[..line.iter().position(|&b| b == b':').unwrap_or(0)]).to_lowercase();
         if COMMON.contains(&name.as_str()) {
-            common += 1;
+            common.insert(name);
         }
     }
-    common >= 2
+    common.len() >= 2
 }
 
 /// An OLE2 compound file's kind, from the UTF-16 names of its streams: only legacy Excel is
@@ -225,6 +227,8 @@ mod tests {
         );
         assert_eq!(kind(b"From here on, the plan is", "plan.txt"), Detected::Kind(Kind::Text));
         assert_eq!(kind(b"Subject: only one header line\n", "a.txt"), Detected::Kind(Kind::Text));
+        let records = b"Date: Jan 02, 2023 || User: 311 || Text: Great\nDate: Jan 03, 2023 || User: 75 || Text: Bad\n";
+        assert_eq!(kind(records, "a.txt"), Detected::Kind(Kind::Text), "records are not a mail");
         assert_eq!(kind(b"a,b\n1,2\n", "t.csv"), Detected::Kind(Kind::Csv));
         assert_eq!(kind(b"fn main() {}\n", "main.rs"), Detected::Kind(Kind::Text));
     }

@@ -1296,3 +1296,30 @@ async fn a_copied_line_is_cut_to_the_value_asked_for_and_keeps_its_reference() {
     let (result, _) = ask("8000-BETA").await;
     assert!(result.answer.as_deref().unwrap().starts_with("Security notice 14"), "{:?}", result.answer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_must_be_judged_start_with_a_labelling_call_unless_judge_first_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..6).map(|i| format!("Date: Jan 0{i}, 2023 || User: {i} || Text: review {i}\n")).collect();
+    std::fs::write(dir.path().join("reviews.txt"), lines).unwrap();
+    let folder = Folder::load(dir.path()).unwrap();
+    let question = "The reviews are not labelled; label each as good or bad. How many are bad?";
+    let ask = |judge_first: bool| {
+        let root = Scripted::new(&["```repl\nprint(count_labels(['good', 'bad']))\n```", "FINAL(3)"]);
+        let rlm = Rlm::new(root.clone(), Sub::new(), RlmConfig { judge_first, ..config(Budget::default()) });
+        let folder = &folder;
+        async move {
+            rlm.run(folder, question, CancelToken::default(), |_| {}).await.expect("the run completes");
+            root
+        }
+    };
+    let root = ask(true).await;
+    let first = &root.requests()[0];
+    assert_eq!(first.constraint.grammar.as_deref(), Some(quarry_rlm::JUDGE_RECORDS_GRAMMAR));
+    assert!(root.last_user(0).contains("labels every record with count_labels(labels)"), "{}", root.last_user(0));
+    assert_eq!(root.requests()[1].constraint.grammar, None);
+
+    let root = ask(false).await;
+    assert_eq!(root.requests()[0].constraint.grammar, None);
+    assert!(root.last_user(0).contains("loads the records with records()"), "{}", root.last_user(0));
+}
