@@ -29,11 +29,13 @@ use std::sync::{Mutex, OnceLock};
 pub mod bm25;
 pub mod collection;
 pub mod extract;
+pub mod history;
 
 pub use bm25::{passages, Bm25, Passage};
 pub use collection::{Library, UpdateEvent, UpdateOptions, UpdateReport};
 pub use extract::host::CancelToken;
 pub use extract::{Extracted, Extractor, ExtractorConfig, Kind, Page, WorkerCommand};
+pub use history::History;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -71,6 +73,12 @@ pub enum Error {
     NoCollection { name: String, known: Vec<String> },
     #[error("the collection {name:?} already holds {}; choose another name with --name", root.display())]
     NameTaken { name: String, root: PathBuf },
+    #[error("there is no run {id} in the history; `quarry history list` shows the runs there are")]
+    NoRun { id: i64 },
+    #[error("run {id} is still running; cancel it (or wait for it) before removing it")]
+    RunRunning { id: i64 },
+    #[error("{query:?} holds no word to search the history for")]
+    EmptySearch { query: String },
 }
 
 fn known_names(known: &[String]) -> String {

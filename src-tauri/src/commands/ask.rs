@@ -2,15 +2,17 @@
 //! events forwarded to the UI as they happen. Models are started on the first question and kept
 //! for the next (starting the 1.5B engine costs seconds); the local engine and the REPL worker
 //! are the `quarry` executable installed beside the app, supervised, so a llama.cpp abort or a
-//! runaway Python block never takes the window down.
+//! runaway Python block never takes the window down. Every question is recorded in the
+//! history through the same [`Recorder`] as `quarry ask`'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Deserialize;
 
+use quarry_index::history::{History, NewRun};
 use quarry_index::Folder;
-use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, ModelChoice, Models};
+use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, ModelChoice, Models, Recorder};
 
 use super::CommandError;
 
@@ -32,6 +34,9 @@ pub struct AskRequest {
 pub struct AskState {
     models: tokio::sync::Mutex<Option<Started>>,
     running: Mutex<Option<CancelToken>>,
+    /// The library whose history runs are recorded in; `None` is `quarry_index::data_dir()`,
+    /// the CLI's, so the window and `quarry history` show the same runs.
+    data_dir: Option<PathBuf>,
 }
 
 struct Started {
@@ -41,6 +46,19 @@ struct Started {
 }
 
 impl AskState {
+    /// A state recording its runs in the library at `dir` (tests).
+    pub fn with_data_dir(dir: &Path) -> AskState {
+        AskState { data_dir: Some(dir.into()), ..AskState::default() }
+    }
+
+    /// The history runs are recorded in.
+    pub fn history(&self) -> quarry_index::Result<History> {
+        match &self.data_dir {
+            Some(dir) => History::open_in(dir),
+            None => History::open_default(),
+        }
+    }
+
     /// Stops the run in progress, if any; it ends at its next step with what it has.
     pub fn cancel(&self) -> bool {
         match &*self.running.lock().expect("running lock") {
@@ -137,7 +155,30 @@ async fn answer(
     }
     let started = slot.as_ref().expect("started above");
     let analyst = started.models.analyst(AnalystConfig::default());
-    Ok(analyst.answer(&folder, question, request.mode, cancel, |e| on_event(e)).await?)
+    let mut run = NewRun::new(question, request.mode.name(), folder.root());
+    run.models = started.models.described();
+    let mut recorder = match state.history().and_then(|h| Recorder::start(h, &run)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            // The answer matters more than its record: say so, and answer.
+            on_event(&Event::Notice { message: format!("this question is not saved in the history: {e}") });
+            None
+        }
+    };
+    let result = analyst
+        .answer(&folder, question, request.mode, cancel, |e| {
+            if let Some(r) = &mut recorder {
+                r.record(e);
+            }
+            on_event(e)
+        })
+        .await;
+    if let Some(r) = recorder {
+        if let Err(e) = r.finish(result.as_ref().map_err(|e| e.to_string())) {
+            on_event(&Event::Notice { message: format!("this question was not fully saved in the history: {e}") });
+        }
+    }
+    Ok(result?)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod cli;
 mod common;
 mod documents;
+mod history;
 mod index;
 mod no_amx;
 mod repl;

@@ -7,5 +7,6 @@ mod common;
 mod corpus;
 mod folder;
 mod formats;
+mod history;
 mod hostile;
 mod worker;
