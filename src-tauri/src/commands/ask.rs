@@ -208,6 +208,39 @@ mod tests {
         assert!(!state.cancel(), "nothing is running after a refusal");
     }
 
+    /// The window's ask end to end with the real 0.5B model and the `quarry` engine of this
+    /// build: the run lands in the history with the answer the window got.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_window_s_ask_records_its_run_in_the_history() {
+        const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
+        let engine = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/quarry");
+        assert!(engine.is_file(), "{} is missing: cargo build --release --workspace", engine.display());
+        let store = quarry_models::ModelStore::from_env();
+        assert!(store.resolve(SMALL).is_ok(), "{SMALL} must be installed (`make test` fetches it)");
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let state = AskState::with_data_dir(data.path());
+        let mut request = request(folder.path().to_str().unwrap(), "What is the storage room code?");
+        request.mode = Mode::Direct;
+        request.root_model = Some(SMALL.into());
+        request.sub_model = Some(SMALL.into());
+        let mut events = 0;
+        let answer = ask_with(&state, request, &engine, |_| events += 1).await.unwrap();
+        state.shutdown().await;
+
+        let h = state.history().unwrap();
+        let runs = h.list(&Default::default()).unwrap();
+        assert_eq!(runs.len(), 1);
+        let run = h.get(runs[0].id).unwrap();
+        assert_eq!(run.status, quarry_index::history::RunStatus::Done);
+        assert_eq!(run.question, "What is the storage room code?");
+        assert_eq!(run.answer, answer.answer);
+        assert_eq!(run.mode, "direct");
+        assert_eq!(run.models["root"], SMALL);
+        assert!(!run.events.is_empty() && events >= run.events.len(), "{events} events seen, {} stored", run.events.len());
+    }
+
     #[test]
     fn the_request_reads_the_ui_s_json() {
         let r: AskRequest = serde_json::from_str(
