@@ -8,6 +8,8 @@
 //! its [`Layout`] says which lines are which page, for citations like
 //! `contracts/msa.pdf p. 12, lines 3–5`. Files with no text get a [`Skipped`] reason.
 //! [`bm25`] ranks line-addressed passages for the `rag` baseline and the REPL's `search`.
+//! [`collection`] keeps folders indexed in a SQLite catalog and tantivy; [`history`] keeps every
+//! question asked, its answer and its run's events, in the same database.
 //!
 //! ```no_run
 //! let folder = quarry_index::Folder::load("assets/demo".as_ref())?;

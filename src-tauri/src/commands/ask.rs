@@ -238,7 +238,11 @@ mod tests {
         assert_eq!(run.answer, answer.answer);
         assert_eq!(run.mode, "direct");
         assert_eq!(run.models["root"], SMALL);
-        assert!(!run.events.is_empty() && events >= run.events.len(), "{events} events seen, {} stored", run.events.len());
+        assert!(
+            !run.events.is_empty() && events >= run.events.len(),
+            "{events} events seen, {} stored",
+            run.events.len()
+        );
     }
 
     #[test]
