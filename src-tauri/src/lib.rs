@@ -20,7 +20,12 @@ pub fn run() {
             commands::app_info,
             commands::ask,
             commands::cancel_ask,
-            commands::pick_folder
+            commands::pick_folder,
+            commands::history_list,
+            commands::history_show,
+            commands::history_search,
+            commands::history_rm,
+            commands::history_export
         ])
         .build(tauri::generate_context!())
         .map(|app| {

@@ -37,6 +37,8 @@ fi
 [[ -x "$APP" ]] || die "the app binary $APP is missing: build it first (cargo build --release), or set QUARRY_APP."
 case "$APP" in /*) ;; *) APP="$(cd "$(dirname "$APP")" && pwd)/$(basename "$APP")" ;; esac
 export QUARRY_APP="$APP" QUARRY_E2E_OUT="$OUT" QUARRY_E2E_PORT="$PORT"
+# The window records every question in the history: the test's go under target, never the user's.
+export QUARRY_DATA_DIR="${QUARRY_DATA_DIR:-$OUT/data}"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_open "$PORT" && die "port $PORT is already in use (another tauri-driver?); set QUARRY_E2E_PORT."

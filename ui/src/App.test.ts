@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { flushSync, mount, unmount } from 'svelte';
-import type { Answer, AppInfo, RunEvent } from './ipc';
-import { appInfo, ask, cancelAsk } from './ipc';
+import type { Answer, AppInfo, HistoryRun, RunEvent, RunSummary } from './ipc';
+import { appInfo, ask, cancelAsk, historyList, historyShow } from './ipc';
 import App from './App.svelte';
 
 vi.mock('./ipc', () => ({
@@ -10,11 +10,18 @@ vi.mock('./ipc', () => ({
   cancelAsk: vi.fn(),
   pickFolder: vi.fn(),
   onFolderDrop: vi.fn(() => Promise.resolve(() => {})),
+  historyList: vi.fn(() => Promise.resolve([])),
+  historySearch: vi.fn(() => Promise.resolve([])),
+  historyShow: vi.fn(),
+  historyRemove: vi.fn(),
+  historyExport: vi.fn(),
 }));
 
 const mockedAppInfo = vi.mocked(appInfo);
 const mockedAsk = vi.mocked(ask);
 const mockedCancel = vi.mocked(cancelAsk);
+const mockedHistoryList = vi.mocked(historyList);
+const mockedHistoryShow = vi.mocked(historyShow);
 
 const INFO: AppInfo = {
   version: '0.1.0',
@@ -68,6 +75,9 @@ afterEach(() => {
   mockedAppInfo.mockReset();
   mockedAsk.mockReset();
   mockedCancel.mockReset();
+  mockedHistoryList.mockReset();
+  mockedHistoryList.mockResolvedValue([]);
+  mockedHistoryShow.mockReset();
 });
 
 function type(selector: string, value: string) {
@@ -296,5 +306,65 @@ describe('App', () => {
     zone.dispatchEvent(new Event('dragleave', { bubbles: true }));
     flushSync();
     expect(zone.classList.contains('dragging')).toBe(false);
+  });
+});
+
+describe('History in the window', () => {
+  const SUMMARY: RunSummary = {
+    id: 7,
+    question: 'What is the storage room code?',
+    mode: 'rlm',
+    collection: null,
+    folder: '/data/room',
+    status: 'done',
+    started_ms: Date.now() - 5 * 60_000,
+    finished_ms: Date.now() - 4 * 60_000,
+    preview: 'The storage room code is 7391 (memo.txt:2).',
+  };
+  const RUN: HistoryRun = {
+    id: 7,
+    question: SUMMARY.question,
+    mode: 'rlm',
+    collection: null,
+    folder: '/data/room',
+    status: 'done',
+    started_ms: SUMMARY.started_ms,
+    finished_ms: SUMMARY.finished_ms,
+    models: { root: 'qwen2.5-coder-1.5b-instruct-q4_k_m', sub: 'qwen2.5-coder-0.5b-instruct-q4_k_m' },
+    answer: ANSWER.answer,
+    citations: ANSWER.citations,
+    stats: { stop_reason: 'final', iterations: 2, seconds: 12.34 },
+    error: null,
+    pid: 1,
+    events: [],
+  };
+
+  it('lists past questions, shows one, and asks it again through the form, then lists the new run', async () => {
+    mockedAppInfo.mockResolvedValue(INFO);
+    mockedHistoryList.mockResolvedValue([SUMMARY]);
+    mockedHistoryShow.mockResolvedValue(RUN);
+    mockedAsk.mockResolvedValue(ANSWER);
+    render();
+    await settle();
+    const panel = target.querySelector('#history')!;
+    const row = panel.querySelector<HTMLButtonElement>('.history-run[data-run-id="7"]')!;
+    expect(row.textContent).toContain('What is the storage room code?');
+    expect(row.textContent).toContain('answered');
+    expect(row.textContent).toContain('5 min ago');
+    row.click();
+    await settle();
+    expect(mockedHistoryShow).toHaveBeenCalledWith(7);
+    expect(panel.querySelector('#history-detail .answer-text')?.textContent).toBe(ANSWER.answer);
+    const calls = mockedHistoryList.mock.calls.length;
+    panel.querySelector<HTMLButtonElement>('#history-reask')!.click();
+    await settle();
+    expect(mockedAsk).toHaveBeenCalledTimes(1);
+    expect(mockedAsk.mock.calls[0][0]).toMatchObject({
+      folder: '/data/room',
+      question: 'What is the storage room code?',
+      mode: 'rlm',
+    });
+    expect(target.querySelector<HTMLTextAreaElement>('#question')!.value).toBe('What is the storage room code?');
+    expect(mockedHistoryList.mock.calls.length).toBeGreaterThan(calls);
   });
 });

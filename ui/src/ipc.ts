@@ -151,3 +151,82 @@ export async function onFolderDrop(
     }
   });
 }
+
+/** Where a recorded run stands (quarry_index::history::RunStatus). */
+export type RunStatus = 'running' | 'done' | 'failed' | 'cancelled' | 'interrupted';
+
+/** One line of the history (quarry_index::history::RunSummary). */
+export type RunSummary = {
+  id: number;
+  question: string;
+  mode: string;
+  /** The collection asked of; null for a folder read directly. */
+  collection: string | null;
+  folder: string;
+  status: RunStatus;
+  /** Unix milliseconds. */
+  started_ms: number;
+  finished_ms: number | null;
+  /** The answer's first line, shortened. */
+  preview: string | null;
+  /** In search results: the matching words in [brackets], with their context. */
+  snippet?: string | null;
+};
+
+/** Statistics a run recorded when it finished (empty for a failed or interrupted one). */
+export type RunStats = {
+  mode?: Mode;
+  stop_reason?: string;
+  iterations?: number;
+  sub_calls?: number;
+  seconds?: number;
+  usage?: Usage;
+  notices?: string[];
+};
+
+/** One run, whole (quarry_index::history::Run). */
+export type HistoryRun = Omit<RunSummary, 'preview' | 'snippet'> & {
+  models: { root?: string; sub?: string; root_url?: string | null; sub_url?: string | null; ctx?: number };
+  answer: string | null;
+  citations: Citation[];
+  stats: RunStats;
+  error: string | null;
+  pid: number | null;
+  /** Every event the run streamed, in order. */
+  events: RunEvent[];
+};
+
+/** Which runs `historyList` returns. */
+export type HistoryQuery = {
+  collection?: string | null;
+  folder?: string | null;
+  status?: RunStatus | null;
+  limit?: number | null;
+};
+
+export type ExportFormat = 'markdown' | 'json' | 'jsonl';
+
+/** The runs asked before, here or with `quarry ask`, newest first. */
+export async function historyList(query: HistoryQuery = {}): Promise<RunSummary[]> {
+  return call<RunSummary[]>('history_list', { query });
+}
+
+/** One run with its answer, citations and events. */
+export async function historyShow(id: number): Promise<HistoryRun> {
+  return call<HistoryRun>('history_show', { id });
+}
+
+/** The runs whose question or answer hold the words; every run for an empty text. */
+export async function historySearch(text: string): Promise<RunSummary[]> {
+  return call<RunSummary[]>('history_search', { text });
+}
+
+/** Forgets a run and its events. */
+export async function historyRemove(id: number): Promise<void> {
+  return call<void>('history_rm', { id });
+}
+
+/** Saves a run where the person chooses; the path written, or null when they cancel. */
+export async function historyExport(id: number, format: ExportFormat): Promise<string | null> {
+  return call<string | null>('history_export', { id, format });
+}

@@ -6,6 +6,9 @@
 //! every event of the run as it happens (`{"type": "iteration_started", ...}`), then the answer
 //! object as the last line (`{"type": "result", "answer": ..., "citations": [...], ...}`), so a
 //! program can follow the run live and `tail -n 1` is the answer.
+//!
+//! Every run is recorded in the history (`quarry history`, in the catalog's database) as it
+//! happens, through the same [`quarry_rlm::Recorder`] as the window's; `--no-history` skips it.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,7 +16,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, StopReason};
+use quarry_index::history::{History, NewRun};
+use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, Recorder, StopReason};
 
 use crate::flags::{LoopArgs, ModelArgs};
 
@@ -55,6 +59,48 @@ pub struct AskArgs {
     /// Print one JSON object with the answer, its citations and statistics instead of text.
     #[arg(long)]
     json: bool,
+    /// Do not record this run in the history (`quarry history`).
+    #[arg(long)]
+    no_history: bool,
+}
+
+/// `quarry ask` as it is parsed, for building one from a recorded run (`quarry history rerun`).
+#[derive(clap::Parser)]
+#[command(name = "quarry ask")]
+struct AskCli {
+    #[command(flatten)]
+    args: AskArgs,
+}
+
+/// The arguments that ask `run`'s question again, of the same folder or collection, in the
+/// same mode, with the same models.
+pub fn rerun_args(run: &quarry_index::history::Run, json: bool, no_history: bool) -> Result<AskArgs> {
+    let mut argv: Vec<String> = vec!["quarry ask".into(), "--mode".into(), run.mode.clone()];
+    match &run.collection {
+        Some(name) => argv.extend(["--collection".into(), name.clone()]),
+        None => argv.extend(["--folder".into(), run.folder.clone()]),
+    }
+    for (key, flag) in
+        [("root", "--model"), ("sub", "--sub-model"), ("root_url", "--root-url"), ("sub_url", "--sub-url")]
+    {
+        if let Some(v) = run.models.get(key).and_then(|v| v.as_str()) {
+            argv.extend([flag.into(), v.into()]);
+        }
+    }
+    if let Some(ctx) = run.models.get("ctx").and_then(|v| v.as_u64()) {
+        argv.extend(["--ctx".into(), ctx.to_string()]);
+    }
+    if json {
+        argv.push("--json".into());
+    }
+    if no_history {
+        argv.push("--no-history".into());
+    }
+    // After `--`, a question starting with `-` is still the question.
+    argv.extend(["--".into(), run.question.clone()]);
+    let cli = <AskCli as clap::Parser>::try_parse_from(&argv)
+        .with_context(|| format!("run {} cannot be asked again as it was recorded", run.id))?;
+    Ok(cli.args)
 }
 
 pub async fn run(args: AskArgs) -> Result<ExitCode> {
@@ -77,9 +123,25 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
             on_ctrl_c.cancel();
         }
     });
+    let mut recorder = if args.no_history { None } else { record(&args, &folder, &models) };
     let mut live = Live { json: args.json, streaming: args.mode != Mode::Rlm, streamed: false, batch: None };
-    let result = analyst.answer(&folder, &args.question, args.mode, cancel, |e| live.show(e)).await;
+    let result = analyst
+        .answer(&folder, &args.question, args.mode, cancel, |e| {
+            // Recorded before it is shown: whoever saw an event can find it in the history.
+            if let Some(r) = &mut recorder {
+                r.record(e);
+            }
+            live.show(e);
+        })
+        .await;
     models.shutdown().await;
+    let run_id = recorder.and_then(|r| match r.finish(result.as_ref().map_err(|e| e.to_string())) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            eprintln!("warning: this run was not fully recorded in the history: {e}");
+            None
+        }
+    });
     let answer = result.context("could not answer")?;
     if live.streamed {
         println!();
@@ -96,6 +158,7 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         let mut result = serde_json::to_value(&answer)?;
         if let Some(fields) = result.as_object_mut() {
             fields.insert("type".into(), "result".into());
+            fields.insert("run_id".into(), run_id.into());
         }
         println!("{result}");
     } else {
@@ -107,10 +170,27 @@ pub async fn run(args: AskArgs) -> Result<ExitCode> {
         print_sources(&answer);
     }
     eprintln!("({})", summary(&answer));
+    if let Some(id) = run_id {
+        eprintln!("saved as run {id} (`quarry history show {id}`)");
+    }
     Ok(match answer.stop_reason {
         StopReason::Cancelled => ExitCode::from(130),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// Starts recording the run; a history that cannot be opened costs the record, not the answer.
+fn record(args: &AskArgs, folder: &quarry_index::Folder, models: &quarry_rlm::Models) -> Option<Recorder> {
+    let mut run = NewRun::new(&args.question, args.mode.name(), folder.root());
+    run.collection = args.collection.clone();
+    run.models = models.described();
+    match History::open_default().and_then(|h| Recorder::start(h, &run)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("warning: this run is not recorded in the history: {e}");
+            None
+        }
+    }
 }
 
 fn print_sources(answer: &Answer) {

@@ -8,6 +8,7 @@ mod eval;
 mod extract;
 mod flags;
 mod grep;
+mod history;
 mod index;
 mod models;
 mod progress;
@@ -39,6 +40,9 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Search a collection's text as ripgrep does (pages and lines of PDFs and Office files too).
     Grep(grep::GrepArgs),
+    /// The questions asked before: list, show, search, export, remove or ask one again.
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// Collections: folders indexed once (tantivy + a SQLite catalog) and kept up to date.
     #[command(subcommand)]
     Index(index::IndexCommand),
@@ -83,6 +87,7 @@ fn main() -> std::process::ExitCode {
             Command::System(args) => system::run(args),
             Command::Extract(args) => extract::run(args),
             Command::Index(cmd) => index::run(cmd).await,
+            Command::History(cmd) => history::run(cmd).await,
             Command::Grep(args) => grep::run(args).await,
             Command::Worker(_) => unreachable!("handled before the runtime starts"),
         }

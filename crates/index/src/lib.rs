@@ -8,6 +8,8 @@
 //! its [`Layout`] says which lines are which page, for citations like
 //! `contracts/msa.pdf p. 12, lines 3–5`. Files with no text get a [`Skipped`] reason.
 //! [`bm25`] ranks line-addressed passages for the `rag` baseline and the REPL's `search`.
+//! [`collection`] keeps folders indexed in a SQLite catalog and tantivy; [`history`] keeps every
+//! question asked, its answer and its run's events, in the same database.
 //!
 //! ```no_run
 //! let folder = quarry_index::Folder::load("assets/demo".as_ref())?;
@@ -29,11 +31,13 @@ use std::sync::{Mutex, OnceLock};
 pub mod bm25;
 pub mod collection;
 pub mod extract;
+pub mod history;
 
 pub use bm25::{passages, Bm25, Passage};
 pub use collection::{Library, UpdateEvent, UpdateOptions, UpdateReport};
 pub use extract::host::CancelToken;
 pub use extract::{Extracted, Extractor, ExtractorConfig, Kind, Page, WorkerCommand};
+pub use history::History;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -71,6 +75,12 @@ pub enum Error {
     NoCollection { name: String, known: Vec<String> },
     #[error("the collection {name:?} already holds {}; choose another name with --name", root.display())]
     NameTaken { name: String, root: PathBuf },
+    #[error("there is no run {id} in the history; `quarry history list` shows the runs there are")]
+    NoRun { id: i64 },
+    #[error("run {id} is still running; cancel it (or wait for it) before removing it")]
+    RunRunning { id: i64 },
+    #[error("{query:?} holds no word to search the history for")]
+    EmptySearch { query: String },
 }
 
 fn known_names(known: &[String]) -> String {

@@ -12,7 +12,8 @@
 //! - the **rag** baseline ([`rag`]): the BM25-best passages in the window, one pass.
 //!
 //! [`Analyst`] runs any of them and returns one [`Answer`] shape, with the answer's citations
-//! read and verified against the folder ([`cite`]).
+//! read and verified against the folder ([`cite`]). A [`Recorder`] writes a run's events and
+//! answer to the history as they happen.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -42,6 +43,7 @@ pub mod host;
 pub mod models;
 pub mod parse;
 pub mod rag;
+pub mod record;
 pub mod repl_thread;
 pub mod rlm;
 pub mod trajectory;
@@ -55,6 +57,7 @@ pub use models::{ModelChoice, Models};
 pub use parse::{parse_reply, CodeBlock, FinalAnswer, Reply};
 /// Stops a run at its next step; the same token cancels a model download.
 pub use quarry_models::CancelToken;
+pub use record::Recorder;
 pub use rlm::{Rlm, RlmConfig, RunResult, JUDGE_GRAMMAR, JUDGE_RECORDS_GRAMMAR};
 pub use trajectory::{AnswerSource, BlockRun, Event, Iteration, Trajectory};
 

@@ -70,6 +70,8 @@ pub struct Models {
     pub sub_is_local: bool,
     /// [`ModelChoice::engine`]: also the REPL worker's executable.
     engine: Option<PathBuf>,
+    /// What was chosen, resolved (catalog ids or paths, endpoints): what the history records.
+    chosen: serde_json::Value,
     /// The context a local root was trained for: the engine gives no slot more, so no prompt may
     /// be sized for more (a direct pass at `--ctx 34816` was refused 33,800 tokens by a
     /// 32,768-token window).
@@ -182,6 +184,13 @@ impl Models {
             sub_is_local: choice.sub_url.is_none(),
             engine: choice.engine.clone(),
             root_trained_ctx,
+            chosen: serde_json::json!({
+                "root": root_id,
+                "sub": sub_id,
+                "root_url": choice.root_url,
+                "sub_url": choice.sub_url,
+                "ctx": choice.ctx,
+            }),
         })
     }
 
@@ -196,6 +205,12 @@ impl Models {
             config.rlm.sandbox.worker = WorkerCommand::quarry(engine.clone());
         }
         Analyst::new(self.root.clone(), self.sub.clone(), self.tokens.clone(), config)
+    }
+
+    /// The models as chosen and resolved (`root`, `sub`, `root_url`, `sub_url`, `ctx`), for the
+    /// history: a re-run asks the same models again. Never holds the API key.
+    pub fn described(&self) -> serde_json::Value {
+        self.chosen.clone()
     }
 
     pub async fn shutdown(self) {

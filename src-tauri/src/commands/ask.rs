@@ -2,15 +2,17 @@
 //! events forwarded to the UI as they happen. Models are started on the first question and kept
 //! for the next (starting the 1.5B engine costs seconds); the local engine and the REPL worker
 //! are the `quarry` executable installed beside the app, supervised, so a llama.cpp abort or a
-//! runaway Python block never takes the window down.
+//! runaway Python block never takes the window down. Every question is recorded in the
+//! history through the same [`Recorder`] as `quarry ask`'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Deserialize;
 
+use quarry_index::history::{History, NewRun};
 use quarry_index::Folder;
-use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, ModelChoice, Models};
+use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, ModelChoice, Models, Recorder};
 
 use super::CommandError;
 
@@ -32,6 +34,9 @@ pub struct AskRequest {
 pub struct AskState {
     models: tokio::sync::Mutex<Option<Started>>,
     running: Mutex<Option<CancelToken>>,
+    /// The library whose history runs are recorded in; `None` is `quarry_index::data_dir()`,
+    /// the CLI's, so the window and `quarry history` show the same runs.
+    data_dir: Option<PathBuf>,
 }
 
 struct Started {
@@ -41,6 +46,19 @@ struct Started {
 }
 
 impl AskState {
+    /// A state recording its runs in the library at `dir` (tests).
+    pub fn with_data_dir(dir: &Path) -> AskState {
+        AskState { data_dir: Some(dir.into()), ..AskState::default() }
+    }
+
+    /// The history runs are recorded in.
+    pub fn history(&self) -> quarry_index::Result<History> {
+        match &self.data_dir {
+            Some(dir) => History::open_in(dir),
+            None => History::open_default(),
+        }
+    }
+
     /// Stops the run in progress, if any; it ends at its next step with what it has.
     pub fn cancel(&self) -> bool {
         match &*self.running.lock().expect("running lock") {
@@ -137,7 +155,30 @@ async fn answer(
     }
     let started = slot.as_ref().expect("started above");
     let analyst = started.models.analyst(AnalystConfig::default());
-    Ok(analyst.answer(&folder, question, request.mode, cancel, |e| on_event(e)).await?)
+    let mut run = NewRun::new(question, request.mode.name(), folder.root());
+    run.models = started.models.described();
+    let mut recorder = match state.history().and_then(|h| Recorder::start(h, &run)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            // The answer matters more than its record: say so, and answer.
+            on_event(&Event::Notice { message: format!("this question is not saved in the history: {e}") });
+            None
+        }
+    };
+    let result = analyst
+        .answer(&folder, question, request.mode, cancel, |e| {
+            if let Some(r) = &mut recorder {
+                r.record(e);
+            }
+            on_event(e)
+        })
+        .await;
+    if let Some(r) = recorder {
+        if let Err(e) = r.finish(result.as_ref().map_err(|e| e.to_string())) {
+            on_event(&Event::Notice { message: format!("this question was not fully saved in the history: {e}") });
+        }
+    }
+    Ok(result?)
 }
 
 #[cfg(test)]
@@ -165,6 +206,43 @@ mod tests {
         let err = ask_with(&state, request("/nonexistent/data-room", "Why?"), engine, |_| {}).await.unwrap_err();
         assert!(err.to_string().contains("/nonexistent/data-room"), "{err}");
         assert!(!state.cancel(), "nothing is running after a refusal");
+    }
+
+    /// The window's ask end to end with the real 0.5B model and the `quarry` engine of this
+    /// build: the run lands in the history with the answer the window got.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_window_s_ask_records_its_run_in_the_history() {
+        const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
+        let engine = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/quarry");
+        assert!(engine.is_file(), "{} is missing: cargo build --release --workspace", engine.display());
+        let store = quarry_models::ModelStore::from_env();
+        assert!(store.resolve(SMALL).is_ok(), "{SMALL} must be installed (`make test` fetches it)");
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let state = AskState::with_data_dir(data.path());
+        let mut request = request(folder.path().to_str().unwrap(), "What is the storage room code?");
+        request.mode = Mode::Direct;
+        request.root_model = Some(SMALL.into());
+        request.sub_model = Some(SMALL.into());
+        let mut events = 0;
+        let answer = ask_with(&state, request, &engine, |_| events += 1).await.unwrap();
+        state.shutdown().await;
+
+        let h = state.history().unwrap();
+        let runs = h.list(&Default::default()).unwrap();
+        assert_eq!(runs.len(), 1);
+        let run = h.get(runs[0].id).unwrap();
+        assert_eq!(run.status, quarry_index::history::RunStatus::Done);
+        assert_eq!(run.question, "What is the storage room code?");
+        assert_eq!(run.answer, answer.answer);
+        assert_eq!(run.mode, "direct");
+        assert_eq!(run.models["root"], SMALL);
+        assert!(
+            !run.events.is_empty() && events >= run.events.len(),
+            "{events} events seen, {} stored",
+            run.events.len()
+        );
     }
 
     #[test]

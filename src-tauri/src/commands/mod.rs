@@ -11,8 +11,12 @@ use quarry_models::{ModelStore, Status};
 use quarry_rlm::{Answer, Event};
 
 pub mod ask;
+pub mod history;
 
 pub use ask::{AskRequest, AskState};
+pub use history::HistoryQuery;
+
+use quarry_index::history::{ExportFormat, Run, RunSummary};
 
 /// A command failure as the UI shows it: one sentence.
 #[derive(Debug, Serialize, thiserror::Error)]
@@ -102,6 +106,58 @@ pub async fn ask(
 #[tauri::command]
 pub fn cancel_ask(state: State<'_, Arc<AskState>>) -> bool {
     state.cancel()
+}
+
+/// The runs asked before (here or with `quarry ask`), newest first.
+#[tauri::command]
+pub fn history_list(
+    state: State<'_, Arc<AskState>>,
+    query: Option<HistoryQuery>,
+) -> Result<Vec<RunSummary>, CommandError> {
+    history::list(&history::open(&state)?, query.unwrap_or_default())
+}
+
+/// One run with its answer, citations and events.
+#[tauri::command]
+pub fn history_show(state: State<'_, Arc<AskState>>, id: i64) -> Result<Run, CommandError> {
+    history::show(&history::open(&state)?, id)
+}
+
+/// The runs whose question or answer hold the words typed.
+#[tauri::command]
+pub fn history_search(state: State<'_, Arc<AskState>>, text: String) -> Result<Vec<RunSummary>, CommandError> {
+    history::search(&history::open(&state)?, &text)
+}
+
+#[tauri::command]
+pub fn history_rm(state: State<'_, Arc<AskState>>, id: i64) -> Result<(), CommandError> {
+    history::remove(&history::open(&state)?, id)
+}
+
+/// Saves a run as Markdown, JSON or JSON lines where the person chooses (the native save
+/// dialog); the path written, or `None` when the dialog is cancelled.
+#[tauri::command]
+pub async fn history_export(
+    app: tauri::AppHandle,
+    state: State<'_, Arc<AskState>>,
+    id: i64,
+    format: ExportFormat,
+) -> Result<Option<String>, CommandError> {
+    // Read first: a run that is gone is said before a dialog opens for nothing.
+    let h = history::open(&state)?;
+    h.get(id)?;
+    let name = history::export_name(id, format);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.run_on_main_thread(move || {
+        let picked = rfd::FileDialog::new().set_title("Save the run").set_file_name(name).save_file();
+        let _ = tx.send(picked);
+    })
+    .map_err(|e| CommandError::new(format!("the save dialog could not open: {e}")))?;
+    let picked = rx.await.map_err(|_| CommandError::new("the save dialog closed unexpectedly"))?;
+    match picked {
+        Some(path) => history::save(&h, id, format, &path).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The native folder chooser; `None` when the person cancels it.

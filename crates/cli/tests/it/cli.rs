@@ -1,6 +1,6 @@
 //! The `quarry` binary end to end: models commands and `ask` with the real 0.5B model.
 
-use crate::common::result_line;
+use crate::common::{result_line, test_data_dir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -8,7 +8,7 @@ const SMALL: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m";
 
 fn quarry(args: &[&str], models_dir: Option<&Path>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
-    cmd.args(args);
+    cmd.args(args).env("QUARRY_DATA_DIR", test_data_dir());
     if let Some(dir) = models_dir {
         cmd.env("QUARRY_MODELS_DIR", dir);
     }
@@ -288,4 +288,104 @@ fn eval_writes_scoreable_predictions_and_resumes() {
     let out = run("5");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("tasks.jsonl:2: not a task"), "{}", text(&out.stderr));
+}
+
+/// A folder whose answer is checkable, for the history's tests.
+fn memo(dir: &Path) {
+    std::fs::write(dir.join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\nLights off at 8pm.\n")
+        .unwrap();
+}
+
+#[test]
+fn ask_records_its_run_and_history_shows_searches_and_exports_it_but_not_with_no_history() {
+    use crate::history::{data_dir, quarry as quarry_in};
+    let data = data_dir("ask-records");
+    let folder = tempfile::tempdir().unwrap();
+    memo(folder.path());
+    let model = small_model_path();
+    let ask = |extra: &[&str]| {
+        let mut args = vec!["ask", "--mode", "direct", "--folder", folder.path().to_str().unwrap()];
+        args.extend(["--model", model.to_str().unwrap(), "--sub-model", model.to_str().unwrap(), "--json"]);
+        args.extend_from_slice(extra);
+        args.push("What is the storage room code?");
+        quarry_in(&data, &args)
+    };
+    let out = ask(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v = result_line(&out.stdout);
+    let id = v["run_id"].as_i64().unwrap_or_else(|| panic!("no run_id: {v}"));
+    assert!(text(&out.stderr).contains(&format!("saved as run {id}")), "{}", text(&out.stderr));
+
+    let out = quarry_in(&data, &["history", "show", &id.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["status"], "done");
+    assert_eq!(run["question"], "What is the storage room code?");
+    assert_eq!(run["answer"], v["answer"]);
+    assert_eq!(run["citations"], v["citations"]);
+    assert_eq!(run["mode"], "direct");
+    assert_eq!(run["models"]["root"], model.to_str().unwrap());
+    assert_eq!(run["folder"], folder.path().canonicalize().unwrap().to_str().unwrap());
+    // The streamed answer is stored as its events, joined back to the same text.
+    let streamed: String = run["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "model_delta")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed.trim(), v["answer"].as_str().unwrap().trim());
+
+    let out = quarry_in(&data, &["history", "search", "storage room", "--json"]);
+    let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(hits[0]["id"], id);
+    let out = quarry_in(&data, &["history", "export", &id.to_string(), "--format", "md"]);
+    let md = text(&out.stdout);
+    assert!(md.starts_with("# What is the storage room code?") && md.contains("## Answer"), "{md}");
+
+    let out = ask(&["--no-history"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(result_line(&out.stdout)["run_id"], serde_json::Value::Null);
+    let out = quarry_in(&data, &["history", "list", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "--no-history records nothing: {runs}");
+}
+
+#[test]
+fn a_run_killed_half_way_shows_as_interrupted_with_its_events() {
+    use std::io::BufRead;
+    let data = crate::history::data_dir("killed");
+    let folder = tempfile::tempdir().unwrap();
+    memo(folder.path());
+    let model = small_model_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["ask", "--mode", "rlm", "--folder", folder.path().to_str().unwrap()])
+        .args(["--model", model.to_str().unwrap(), "--sub-model", model.to_str().unwrap(), "--json"])
+        .arg("What is the storage room code?")
+        .env("QUARRY_DATA_DIR", &data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
+        if line.unwrap().contains("\"type\":\"iteration_started\"") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: nothing of the process runs after this
+    child.wait().unwrap();
+
+    let out = crate::history::quarry(&data, &["history", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["status"], "interrupted", "{runs}");
+    let id = runs[0]["id"].to_string();
+    let out = crate::history::quarry(&data, &["history", "show", &id, "--json"]);
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types: Vec<&str> = run["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(&types[..2], ["run_started", "iteration_started"], "{types:?}");
+    let out = crate::history::quarry(&data, &["history", "show", &id]);
+    assert!(text(&out.stdout).contains("interrupted"), "{}", text(&out.stdout));
 }

@@ -34,3 +34,11 @@ pub fn documents() -> std::path::PathBuf {
     );
     p
 }
+
+/// The data directory (`QUARRY_DATA_DIR`) every test's `quarry` gets unless it names its own:
+/// under target/, so the runs tests ask are recorded there, never in the user's history.
+pub fn test_data_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("quarry-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -26,7 +26,11 @@ fn data_room(dir: &Path) {
 }
 
 fn quarry(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_quarry")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(args)
+        .env("QUARRY_DATA_DIR", crate::common::test_data_dir())
+        .output()
+        .unwrap()
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn memo_folder() -> tempfile::TempDir {
 /// `quarry ask --json` in `mode` about `folder`, with the 0.5B model as root and sub at `url`.
 fn ask_remote(mode: &str, url: &str, folder: &tempfile::TempDir) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    cmd.env("QUARRY_DATA_DIR", crate::common::test_data_dir());
     cmd.args(["ask", "--mode", mode, "--folder", folder.path().to_str().unwrap()])
         .args(["--model", SMALL, "--sub-model", SMALL, "--root-url", url, "--sub-url", url, "--ctx", "2048", "--json"])
         .arg("What is the storage room code?");
@@ -217,7 +218,7 @@ fn ask_uses_a_remote_endpoint_for_root_and_sub() {
 }
 
 /// Ctrl-C (SIGINT) while the root model is writing stops the run cleanly: the result line says
-/// cancelled and the exit code is 130.
+/// cancelled, the exit code is 130, and the history records it cancelled.
 #[test]
 fn ctrl_c_cancels_a_run_cleanly() {
     let (mut server, port) = serve(&[], None);
@@ -251,6 +252,13 @@ fn ctrl_c_cancels_a_run_cleanly() {
     let result: serde_json::Value = serde_json::from_str(rest.last().expect("a result line")).unwrap();
     assert_eq!(result["type"], "result");
     assert_eq!(result["stop_reason"], "cancelled", "{result}");
+    // The history has it as cancelled, with the events up to the stop.
+    let run = quarry_index::History::open_in(&crate::common::test_data_dir())
+        .unwrap()
+        .get(result["run_id"].as_i64().expect("the run was recorded"))
+        .unwrap();
+    assert_eq!(run.status, quarry_index::history::RunStatus::Cancelled);
+    assert!(run.events.iter().any(|e| e["type"] == "model_delta"), "{:?}", run.events);
     server.kill().unwrap();
     server.wait().unwrap();
 }

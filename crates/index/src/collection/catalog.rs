@@ -5,16 +5,19 @@
 //! `PRAGMA user_version` and grows by appending to [`MIGRATIONS`]; a database newer than this
 //! program is refused rather than guessed at.
 //!
-//! - `collections`: a dropped folder, by name and root. Chat history (the desktop issue) will
-//!   reference `collections.id` from its own tables in a later migration, which is why ids come
-//!   from `AUTOINCREMENT` and are never reused: a conversation must not drift to another folder
-//!   after a collection is removed and a new one added.
+//! - `collections`: a dropped folder, by name and root. The history's `runs` reference
+//!   `collections.id`, which is why ids come from `AUTOINCREMENT` and are never reused: a
+//!   conversation must not drift to another folder after a collection is removed and a new one
+//!   added.
 //! - `files`: one row per path the walk found, with what was read (size, mtime, sha256, format,
 //!   pages, chunks, the layout), its `status` (`pending`, `indexed` or `failed` with a
 //!   `reason`) and the `generation` of the batch whose tantivy commit holds its chunks.
 //! - `batches` and `batch_files`: the indexing batches. A batch's file rows are written here,
 //!   `open`, *before* tantivy commits it, and applied to `files` only *after* (the protocol in
 //!   [`super`]); `batch_files` is emptied once a batch is applied, `batches` stays as history.
+//! - `runs`, `run_events` and `runs_fts` (version 2): the questions asked, their answers and
+//!   every event of their runs, and a full-text index over question and answer; read and
+//!   written through [`crate::History`].
 
 use std::path::{Path, PathBuf};
 
@@ -82,6 +85,47 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (collection_id, generation, file_id),
         FOREIGN KEY (collection_id, generation) REFERENCES batches(collection_id, generation) ON DELETE CASCADE
     );",
+    // 2: the history of questions (crate::history). A run keeps its collection's name and
+    // folder as text beside the id, and the id is set to NULL when the collection is removed:
+    // the question and its answer outlive the index they were asked of.
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        collection_id INTEGER REFERENCES collections(id) ON DELETE SET NULL,
+        collection TEXT,
+        folder TEXT NOT NULL,
+        question TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        models TEXT NOT NULL DEFAULT '{}',
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'cancelled', 'interrupted')),
+        answer TEXT,
+        citations TEXT NOT NULL DEFAULT '[]',
+        stats TEXT NOT NULL DEFAULT '{}',
+        pid INTEGER,
+        pid_start INTEGER,
+        error TEXT
+    );
+    CREATE INDEX runs_started ON runs (started_ms DESC);
+    CREATE TABLE run_events (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE VIRTUAL TABLE runs_fts USING fts5(
+        question, answer, content = 'runs', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER runs_fts_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO runs_fts (rowid, question, answer) VALUES (new.id, new.question, new.answer);
+    END;
+    CREATE TRIGGER runs_fts_delete AFTER DELETE ON runs BEGIN
+        INSERT INTO runs_fts (runs_fts, rowid, question, answer) VALUES ('delete', old.id, old.question, old.answer);
+    END;
+    CREATE TRIGGER runs_fts_update AFTER UPDATE OF question, answer ON runs BEGIN
+        INSERT INTO runs_fts (runs_fts, rowid, question, answer) VALUES ('delete', old.id, old.question, old.answer);
+        INSERT INTO runs_fts (rowid, question, answer) VALUES (new.id, new.question, new.answer);
+    END;",
 ];
 
 /// The schema version this program writes.
@@ -176,7 +220,7 @@ impl Change {
 
 /// The catalog database.
 pub struct Catalog {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -231,7 +275,7 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
         catalog_error(&self.path, e)
     }
 
@@ -625,6 +669,63 @@ mod tests {
         drop(c);
         let err = Catalog::open(&path).err().unwrap().to_string();
         assert!(err.contains("newer than this Quarry's") && err.contains("catalog.sqlite"), "{err}");
+    }
+
+    /// A library written by the version before history (schema 1): opening it adds the
+    /// history's tables and keeps every collection, file and batch as it was.
+    #[test]
+    fn a_version_1_catalog_migrates_to_version_2_and_keeps_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO collections (name, root, created_at, updated_at, generation) VALUES ('docs', '/docs', 10, 20, 1);
+                 INSERT INTO files (collection_id, path, status, size, hash, pages, chunks, text_bytes, generation)
+                   VALUES (1, 'a.txt', 'indexed', 3, 'h', 1, 1, 3, 1), (1, 'b.pdf', 'failed', 9, 'g', 0, 0, 0, 1);
+                 UPDATE files SET reason = 'encrypted' WHERE path = 'b.pdf';
+                 INSERT INTO batches (collection_id, generation, state, files, bytes, opened_at, committed_at)
+                   VALUES (1, 1, 'committed', 2, 12, 15, 16);",
+            )
+            .unwrap();
+        }
+        let c = Catalog::open(&path).unwrap();
+        let version: i64 = c.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, SCHEMA_VERSION), (2, 2));
+        let col = c.collection("docs").unwrap().unwrap();
+        assert_eq!((col.id, col.created_at, col.updated_at, col.generation), (1, 10, Some(20), 1));
+        let files = c.files(col.id).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            (files[0].path.as_str(), files[0].status, files[0].hash.as_deref()),
+            ("a.txt", Status::Indexed, Some("h"))
+        );
+        assert_eq!((files[1].status, files[1].reason.as_deref()), (Status::Failed, Some("encrypted")));
+        assert_eq!(c.batch_history(col.id).unwrap(), (1, Some(16)));
+        // The new tables work, the full-text index follows them, and a run outlives the
+        // collection it was asked of.
+        c.conn
+            .execute_batch(
+                "INSERT INTO runs (collection_id, collection, folder, question, mode, started_ms, status, answer)
+                   VALUES (1, 'docs', '/docs', 'Which lease renews?', 'rlm', 1, 'done', 'The Acme lease.');
+                 INSERT INTO run_events (run_id, seq, event) VALUES (1, 0, '{}');",
+            )
+            .unwrap();
+        let hit: i64 =
+            c.conn.query_row("SELECT rowid FROM runs_fts WHERE runs_fts MATCH 'acme'", [], |r| r.get(0)).unwrap();
+        assert_eq!(hit, 1);
+        c.remove_collection(col.id).unwrap();
+        let (collection_id, name): (Option<i64>, String) =
+            c.conn.query_row("SELECT collection_id, collection FROM runs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((collection_id, name.as_str()), (None, "docs"));
+        drop(c);
+        // Opening again migrates nothing twice.
+        let c = Catalog::open(&path).unwrap();
+        let runs: i64 = c.conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).unwrap();
+        assert_eq!(runs, 1);
     }
 
     #[test]

@@ -1323,3 +1323,58 @@ async fn records_that_must_be_judged_start_with_a_labelling_call_unless_judge_fi
     assert_eq!(root.requests()[0].constraint.grammar, None);
     assert!(root.last_user(0).contains("loads the records with records()"), "{}", root.last_user(0));
 }
+
+/// The loop's own event stream, through the `Recorder` `quarry ask` and the window share: the
+/// history holds every event as sent (the deltas joined to the same text), the answer and its
+/// checked citations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_holds_the_loop_s_events_answer_and_citations() {
+    use quarry_index::history::{History, NewRun, RunStatus};
+    use quarry_rlm::{Analyst, AnalystConfig, Mode, Recorder};
+
+    let root = Scripted::new(&[
+        "Let me search.\n```repl\nhits = grep('needle')\nprint(hits[0]['path'], hits[0]['text'])\n```",
+        "The needle is 42 (a.txt:2).\nFINAL(The needle is 42 (a.txt:2).)",
+    ]);
+    let (dir, folder) = folder();
+    let data = tempfile::tempdir().unwrap();
+    let analyst = Analyst::new(
+        root,
+        Sub::new(),
+        Arc::new(quarry_llm::Estimate),
+        AnalystConfig { rlm: config(Budget::default()), ..AnalystConfig::default() },
+    );
+    let question = "What is the needle?";
+    let mut recorder =
+        Recorder::start(History::open_in(data.path()).unwrap(), &NewRun::new(question, "rlm", dir.path())).unwrap();
+    let mut events = Vec::new();
+    let answer = analyst
+        .answer(&folder, question, Mode::Rlm, CancelToken::default(), |e| {
+            recorder.record(e);
+            events.push(e.clone());
+        })
+        .await;
+    let id = recorder.finish(answer.as_ref().map_err(|e| e.to_string())).unwrap();
+    let answer = answer.unwrap();
+
+    let run = History::open_in(data.path()).unwrap().get(id).unwrap();
+    assert_eq!(run.status, RunStatus::Done);
+    assert_eq!(run.answer, answer.answer);
+    assert_eq!(run.citations, serde_json::to_value(&answer.citations).unwrap());
+    assert_eq!(run.citations[0]["location"], "a.txt:2", "{}", run.citations);
+    assert_eq!(run.stats["iterations"], 2);
+    let stored: Vec<Event> = run.events.iter().map(|e| serde_json::from_value(e.clone()).unwrap()).collect();
+    let steps = |es: &[Event]| -> Vec<Event> {
+        es.iter().filter(|e| !matches!(e, Event::ModelDelta { .. })).cloned().collect()
+    };
+    assert_eq!(steps(&stored), steps(&events));
+    let text = |es: &[Event]| -> String {
+        es.iter()
+            .filter_map(|e| match e {
+                Event::ModelDelta { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(text(&stored), text(&events));
+}
