@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 pub use catalog::{Catalog, CollectionRow, FileRow, Status};
 pub use chunks::Chunks;
-pub use grep::{GrepHit, GrepOptions, GrepReport};
+pub use grep::{FixedPattern, GrepHit, GrepOptions, GrepPath, GrepReport, FIXED_PATTERNS};
 pub use update::{UpdateEvent, UpdateOptions, UpdateReport};
 
 use crate::{Document, Error, Folder, Layout, Result, Skipped};
@@ -137,6 +137,16 @@ impl Library {
         self.dir.join("collections").join(id.to_string()).join("index")
     }
 
+    /// A collection's index, for reading: [`Error::Outdated`] names the collection to update.
+    pub fn chunks(&self, collection: &CollectionRow) -> Result<Chunks> {
+        Chunks::open(&self.index_dir(collection.id)).map_err(|e| match e {
+            Error::Outdated { path, found, wanted, .. } => {
+                Error::Outdated { path, found, wanted, collection: collection.name.clone() }
+            }
+            e => e,
+        })
+    }
+
     pub fn collections(&self) -> Result<Vec<CollectionRow>> {
         self.catalog.collections()
     }
@@ -208,9 +218,8 @@ impl Library {
         let row = self.get(name)?;
         let dir = self.index_dir(row.id);
         // Taking the writer first refuses to remove a collection another process is updating.
-        if dir.exists() {
-            let chunks = Chunks::open(&dir)?;
-            let _writer = chunks.writer()?;
+        if dir.join("meta.json").exists() {
+            let _writer = Chunks::lock_any(&dir)?;
         }
         self.catalog.remove_collection(row.id)?;
         let parent = dir.parent().unwrap_or(&dir).to_path_buf();
@@ -228,7 +237,7 @@ impl Library {
         progress: &(dyn Fn(&UpdateEvent) + Sync),
         cancel: Option<&crate::CancelToken>,
     ) -> Result<UpdateReport> {
-        let chunks = Chunks::open(&self.index_dir(collection.id))?;
+        let (chunks, _rebuilt) = Chunks::open_for_update(&self.index_dir(collection.id))?;
         update::update(&mut self.catalog, &chunks, collection, options, progress, cancel)
     }
 
@@ -291,7 +300,7 @@ impl Library {
     /// concatenate to the text the catalog hashed; failed files have none; no chunk belongs to
     /// no file; no batch is left open. Returns the disagreements, one sentence each.
     pub fn check(&mut self, collection: &CollectionRow) -> Result<Vec<String>> {
-        let chunks = Chunks::open(&self.index_dir(collection.id))?;
+        let chunks = self.chunks(collection)?;
         {
             let _writer = chunks.writer()?;
             update::recover(&mut self.catalog, &chunks, collection.id)?;
@@ -352,7 +361,7 @@ impl Library {
 
     /// Every file of a collection as the index holds it, sorted by path.
     pub fn snapshot(&self, collection: &CollectionRow) -> Result<Vec<FileSnapshot>> {
-        let chunks = Chunks::open(&self.index_dir(collection.id))?;
+        let chunks = self.chunks(collection)?;
         let reader = chunks.reader()?;
         let searcher = reader.searcher();
         let mut out = Vec::new();
@@ -373,7 +382,7 @@ impl Library {
     /// The collection's documents as a [`Folder`], from the index's stored text and the
     /// catalog's layouts: what `quarry ask --collection` answers from, without reading a file.
     pub fn folder(&self, collection: &CollectionRow) -> Result<Folder> {
-        let chunks = Chunks::open(&self.index_dir(collection.id))?;
+        let chunks = self.chunks(collection)?;
         let reader = chunks.reader()?;
         let searcher = reader.searcher();
         let mut documents = Vec::new();

@@ -7,5 +7,6 @@ mod common;
 mod corpus;
 mod folder;
 mod formats;
+mod grep;
 mod hostile;
 mod worker;
