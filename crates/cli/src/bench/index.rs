@@ -242,7 +242,10 @@ fn bench_grep(library: &Library, row: &CollectionRow, runs: usize, quiet: bool) 
     let (mut all_ours, mut all_rg) = (Vec::new(), Vec::new());
     let mut patterns = Vec::new();
     if !quiet {
-        println!("{:<44} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8}", "pattern", "path", "cand.", "ours ms", "rg ms", "speedup", "lines");
+        println!(
+            "{:<44} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "pattern", "path", "cand.", "ours ms", "rg ms", "speedup", "lines"
+        );
     }
     for p in FIXED_PATTERNS {
         let mut flags = vec![];
@@ -291,7 +294,8 @@ fn bench_grep(library: &Library, row: &CollectionRow, runs: usize, quiet: bool) 
         let fraction = report.candidates as f64 / report.total_chunks.max(1) as f64;
         if !quiet {
             let shown: String = p.pattern.chars().take(36).collect();
-            let flagged = format!("{shown}{}{}", if p.ignore_case { " -i" } else { "" }, if p.fixed { " -F" } else { "" });
+            let flagged =
+                format!("{shown}{}{}", if p.ignore_case { " -i" } else { "" }, if p.fixed { " -F" } else { "" });
             println!(
                 "{flagged:<44} {:>8} {:>8.2}% {o50:>9.2} {r50:>9.2} {:>7.1}x {:>8}",
                 report.path,

@@ -437,7 +437,7 @@ pub fn update(
     if !meta.is_dir() {
         return Err(Error::NotAFolder { path: root.clone() });
     }
-    let mut writer = chunks.writer()?;
+    let writer = chunks.writer()?;
     let id = collection.id;
     if chunks.committed_version()?.is_none() {
         // An index that never committed holds nothing, whatever the catalog says: it is new, or
