@@ -111,6 +111,15 @@ pub struct FileSnapshot {
 pub struct Library {
     dir: PathBuf,
     catalog: Catalog,
+    /// Indexes opened for reading, kept between greps: opening one maps every segment's files
+    /// again and faults their pages in, about a fifth of a selective grep's time.
+    open: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<OpenIndex>>>,
+}
+
+/// A collection's index and a reader of it, reloaded before each use.
+pub struct OpenIndex {
+    pub chunks: Chunks,
+    pub reader: tantivy::IndexReader,
 }
 
 impl Library {
@@ -121,7 +130,7 @@ impl Library {
 
     pub fn open(dir: &Path) -> Result<Library> {
         let catalog = Catalog::open(&dir.join("catalog.sqlite"))?;
-        Ok(Library { dir: dir.into(), catalog })
+        Ok(Library { dir: dir.into(), catalog, open: Default::default() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -145,6 +154,23 @@ impl Library {
             }
             e => e,
         })
+    }
+
+    /// A collection's index and reader, opened once and reloaded to its last commit on every
+    /// call; reopened when reloading fails (the index was rebuilt or removed).
+    pub fn open_index(&self, collection: &CollectionRow) -> Result<std::sync::Arc<OpenIndex>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(o) = open.get(&collection.id) {
+            if o.reader.reload().is_ok() {
+                return Ok(o.clone());
+            }
+            open.remove(&collection.id);
+        }
+        let chunks = self.chunks(collection)?;
+        let reader = chunks.reader()?;
+        let o = std::sync::Arc::new(OpenIndex { chunks, reader });
+        open.insert(collection.id, o.clone());
+        Ok(o)
     }
 
     pub fn collections(&self) -> Result<Vec<CollectionRow>> {
@@ -216,6 +242,7 @@ impl Library {
     /// Removes a collection: its rows, then its index.
     pub fn remove(&mut self, name: &str) -> Result<CollectionRow> {
         let row = self.get(name)?;
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&row.id);
         let dir = self.index_dir(row.id);
         // Taking the writer first refuses to remove a collection another process is updating.
         if dir.join("meta.json").exists() {

@@ -327,3 +327,30 @@ fn an_index_of_the_old_version_is_outdated_until_updated() {
     assert_eq!(hits.len(), 1);
     assert!(library.check(&row).unwrap().is_empty());
 }
+
+#[test]
+#[ignore]
+fn profile_grep() {
+    let library = Library::open(std::path::Path::new(&std::env::var("QD").unwrap_or("/tmp/qdata".into()))).unwrap();
+    let row = library.get("c").unwrap();
+    let pattern = std::env::var("P").unwrap_or("sole discretion".into());
+    let path = match std::env::var("PATH_KIND").as_deref() {
+        Ok("scan") => GrepPath::Scan,
+        Ok("narrowed") => GrepPath::Narrowed,
+        _ => GrepPath::Auto,
+    };
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let r = library.grep(&row, &pattern, &GrepOptions { path, ..Default::default() }).unwrap();
+        eprintln!(
+            "{:.2} ms {} cand {} of {} searched {} files {} hits {}",
+            t.elapsed().as_secs_f64() * 1e3,
+            r.path,
+            r.candidates,
+            r.total_chunks,
+            r.chunks,
+            r.files,
+            r.hits.len()
+        );
+    }
+}
