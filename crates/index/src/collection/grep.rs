@@ -13,14 +13,17 @@
 //! matcher decides. Case variants outside ASCII (`(?i)k` is also the Kelvin sign) stay variants
 //! of the literal. A pattern with no literal of three bytes (`\d{3}-\d{4}`), or one whose
 //! candidates are more than [`NARROW_MAX_FRACTION`] of the chunks, is searched by a scan of
-//! every chunk instead: there, reading the chunks in order is cheaper than the query.
+//! every chunk instead: the query would save nothing.
 //! [`GrepReport::path`] says which path a search took.
 //!
-//! Why: on ../shared/corpora (62 MB of text, 1,500 chunks) warm `rg -j2` over a mirror of the
-//! text takes tens of milliseconds for any pattern, while a selective pattern's query returns
-//! a handful of chunks; `quarry bench index --grep-runs 5` measures both side by side and
-//! docs/benchmarks.md has the table. The 1,050-pattern test (`tests/it/grep.rs`) checks both
-//! paths against `rg -uuu --sort path --json`.
+//! Why: warm `rg -j2` over a mirror of ../shared/corpora's text (56 MB) takes 15–45 ms for any
+//! pattern, because it reads every byte; here a grep's time is mostly decompressing the chunks
+//! it searches (perf: 40–50% in tantivy's LZ4 decompressor), so the win is in not touching
+//! them. On 2026-12-02 (`quarry bench index --grep-runs 5`, 2 loaded cores) the 11 of the 50
+//! [`FIXED_PATTERNS`] with at most 1% of the 7,831 chunks as candidates took 0.4–3.7 ms against
+//! rg's 20–30 ms (median 25x); a pattern with a fifth of the chunks as candidates is about rg's
+//! speed, and a scan of everything up to 2.2x rg's time (docs/benchmarks.md has the table). The
+//! 1,050-pattern test (`tests/it/grep.rs`) checks both paths against `rg -uuu --sort path --json`.
 //!
 //! Either way the files are searched in the walk's order, two at a time (as `rg -j2`), and the
 //! hits put back in that order, lines in order within a file, so `max` cuts where a scan would.
