@@ -66,6 +66,7 @@ pub async fn run(args: GrepArgs) -> Result<ExitCode> {
         fixed: args.fixed_strings,
         globs: args.globs.clone(),
         max: args.max,
+        ..Default::default()
     };
     let report = library.grep(&row, &args.pattern, &options)?;
     let mut out = std::io::stdout().lock();

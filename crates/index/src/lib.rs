@@ -68,6 +68,14 @@ pub enum Error {
     Index { path: PathBuf, message: String },
     #[error("the index {} is being updated by another Quarry; wait for it to finish, or stop it", path.display())]
     Locked { path: PathBuf },
+    /// A collection's index was written by a Quarry with another index layout: `quarry index
+    /// update` rebuilds it (issue 15's trigram postings came with version 2).
+    #[error(
+        "the index {} is of version {found}, and this Quarry reads version {wanted}; rebuild it from the files with `quarry index update{}`",
+        path.display(),
+        if collection.is_empty() { String::new() } else { format!(" {collection}") }
+    )]
+    Outdated { path: PathBuf, found: u64, wanted: u64, collection: String },
     /// A grep pattern or glob that does not parse.
     #[error("{pattern:?} is not a valid pattern: {message}")]
     Pattern { pattern: String, message: String },

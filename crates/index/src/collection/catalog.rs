@@ -378,6 +378,26 @@ impl Catalog {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
+    /// (id, path) of a collection's indexed files, without the rest of their rows: what `grep`
+    /// needs of the catalog before it knows which files match.
+    pub fn indexed_paths(&self, collection: i64) -> Result<Vec<(i64, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, path FROM files WHERE collection_id = ?1 AND status = 'indexed'")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([collection], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+
+    /// A file's [`crate::Layout`] as JSON.
+    pub fn layout(&self, file: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT layout FROM files WHERE id = ?1", [file], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn file(&self, collection: i64, path: &str) -> Result<Option<FileRow>> {
         self.conn
             .query_row(

@@ -13,6 +13,12 @@
 //! - `gen` (u64, indexed, fast, stored): the batch that wrote the chunk.
 //! - `text` (BM25, stored): the chunk's text; frequencies without positions (no phrase
 //!   queries yet), which keeps the postings small.
+//! - `tri` (u64, indexed, multi-valued, doc ids only): the distinct byte trigrams of the chunk's
+//!   ASCII-lowercased text ([`trigrams`]), the postings that narrow `grep` to the chunks that can
+//!   match (codesearch's design, notes/index.md §3.1). One value per distinct trigram, not one
+//!   token per byte: a 64 KiB chunk of prose has about 10,000 of them. Lowercasing only ASCII
+//!   keeps the fold byte-local (`fold(literal)` is in `fold(text)` whenever `literal` is in
+//!   `text`), so one field serves `-i` and case-sensitive patterns alike ([`super::grep`]).
 //!
 //! Every commit carries `{"gen": G}` as its payload ([`Chunks::committed_generation`]): the
 //! catalog compares it with its open batches after a crash.
@@ -22,17 +28,25 @@ use std::path::{Path, PathBuf};
 use tantivy::collector::DocSetCollector;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::TermQuery;
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
+};
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 
 use crate::{Error, Result};
 
 /// The largest chunk, in bytes of text. qgrep uses 512 KB; notes/index.md §3.1 suggests
-/// 32–128 KB. 64 KiB keeps a BM25 hit small enough to show and a grep candidate cheap to confirm.
-pub const CHUNK_BYTES: usize = 64 << 10;
+/// 32–128 KB. A grep candidate costs its chunk's decompression, which is most of a grep's time
+/// (perf: 40–50% in tantivy's LZ4 decompressor), so smaller chunks make narrowed greps cheaper:
+/// on ../shared/corpora, 16 KiB instead of 64 KiB took `Article 17` from 241 candidates and
+/// 14 ms to 162 and 5 ms, for an index of 41 MB instead of 38 MB (56 MB of text). It is also
+/// tantivy's doc store block, and a BM25 hit small enough to show.
+pub const CHUNK_BYTES: usize = 16 << 10;
 
-/// The schema's version, in each commit's payload: an index written with another one is rebuilt.
-pub const INDEX_VERSION: u64 = 1;
+/// The schema's version, in each commit's payload. An index of another version (1: before the
+/// `tri` field) fails to open with [`Error::Outdated`], and `quarry index update` rebuilds it
+/// ([`Chunks::open_for_update`]).
+pub const INDEX_VERSION: u64 = 2;
 
 /// tantivy's indexing memory: one thread with 48 MB before it flushes a segment (tantivy's
 /// minimum is 15 MB per thread). With one merge thread, indexing stays on one core and leaves
@@ -51,6 +65,7 @@ pub struct Fields {
     pub chunk: Field,
     pub generation: Field,
     pub text: Field,
+    pub trigrams: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -68,6 +83,8 @@ fn schema() -> (Schema, Fields) {
         chunk: b.add_u64_field("chunk", STORED),
         generation: b.add_u64_field("gen", INDEXED | FAST | STORED),
         text: b.add_text_field("text", text),
+        // Doc ids only, and no field norms: nothing scores on it.
+        trigrams: b.add_u64_field("tri", NumericOptions::default().set_indexed()),
     };
     (b.build(), fields)
 }
@@ -105,6 +122,46 @@ pub fn split(text: &str, max: usize) -> Vec<(usize, usize)> {
     out
 }
 
+/// A trigram as a term of the `tri` field: its three bytes, ASCII-lowercased, big-endian.
+pub fn trigram(t: &[u8]) -> u64 {
+    (u64::from(t[0].to_ascii_lowercase()) << 16)
+        | (u64::from(t[1].to_ascii_lowercase()) << 8)
+        | u64::from(t[2].to_ascii_lowercase())
+}
+
+thread_local! {
+    /// One bit per possible trigram (2 MiB): dedups a chunk's trigrams in one pass, cleared by
+    /// the list of those set rather than all of it.
+    static SEEN: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The distinct trigrams of `text` ([`trigram`]), in order of first appearance. Trigrams that
+/// hold a `\n` are left out: no `grep` match spans lines, so no literal asked for holds one.
+pub fn trigrams(text: &[u8]) -> Vec<u64> {
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if seen.is_empty() {
+            seen.resize(1 << 18, 0);
+        }
+        let mut out = Vec::new();
+        for w in text.windows(3) {
+            if w.contains(&b'\n') {
+                continue;
+            }
+            let t = trigram(w);
+            let (word, bit) = ((t >> 6) as usize, 1u64 << (t & 63));
+            if seen[word] & bit == 0 {
+                seen[word] |= bit;
+                out.push(t);
+            }
+        }
+        for &t in &out {
+            seen[(t >> 6) as usize] = 0;
+        }
+        out
+    })
+}
+
 /// A collection's tantivy index.
 pub struct Chunks {
     index: Index,
@@ -117,13 +174,68 @@ fn index_error(dir: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 impl Chunks {
-    /// Opens the index in `dir`, creating it when there is none.
+    /// Opens the index in `dir`, creating it when there is none. An index of another
+    /// [`INDEX_VERSION`] is [`Error::Outdated`] (its collection's name left for the caller).
     pub fn open(dir: &Path) -> Result<Chunks> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir).map_err(|e| index_error(dir, e))?;
-        let index = Index::open_or_create(directory, schema).map_err(|e| index_error(dir, e))?;
+        let exists = Index::exists(&directory).map_err(|e| index_error(dir, e))?;
+        let index = if exists {
+            let index = Index::open(directory).map_err(|e| index_error(dir, e))?;
+            let found = index
+                .load_metas()
+                .map_err(|e| index_error(dir, e))?
+                .payload
+                .as_deref()
+                .and_then(parse_payload)
+                .map(|p| p.1);
+            // Version 1 wrote no version into its payload; its schema lacks `tri`.
+            if index.schema() != schema || found.is_some_and(|v| v != INDEX_VERSION) {
+                return Err(Error::Outdated {
+                    path: dir.into(),
+                    found: found.filter(|&v| v != INDEX_VERSION).unwrap_or(1),
+                    wanted: INDEX_VERSION,
+                    collection: String::new(),
+                });
+            }
+            index
+        } else {
+            Index::create(directory, schema, tantivy::IndexSettings::default()).map_err(|e| index_error(dir, e))?
+        };
         Ok(Chunks { index, fields, dir: dir.into() })
+    }
+
+    /// [`Chunks::open`], except that an outdated index is emptied and created anew with this
+    /// schema (returning `true`): the caller reads every file again. Taking the old index's
+    /// writer first refuses to do so while another process updates it ([`Error::Locked`]).
+    pub fn open_for_update(dir: &Path) -> Result<(Chunks, bool)> {
+        match Chunks::open(dir) {
+            Err(Error::Outdated { .. }) => {
+                {
+                    let old = Index::open_in_dir(dir).map_err(|e| index_error(dir, e))?;
+                    let _writer = lock_writer(&old, dir)?;
+                    for entry in std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.into(), source })? {
+                        let entry = entry.map_err(|source| Error::Io { path: dir.into(), source })?;
+                        let name = entry.file_name();
+                        // The lock files stay: the writer above holds one.
+                        if name.to_string_lossy().starts_with(".tantivy-") {
+                            continue;
+                        }
+                        std::fs::remove_file(entry.path())
+                            .map_err(|source| Error::Io { path: entry.path(), source })?;
+                    }
+                }
+                Ok((Chunks::open(dir)?, true))
+            }
+            other => other.map(|c| (c, false)),
+        }
+    }
+
+    /// Takes the writer of whatever index is in `dir`, of any version, only to hold its lock.
+    pub fn lock_any(dir: &Path) -> Result<IndexWriter> {
+        let index = Index::open_in_dir(dir).map_err(|e| index_error(dir, e))?;
+        lock_writer(&index, dir)
     }
 
     pub fn fields(&self) -> Fields {
@@ -141,24 +253,7 @@ impl Chunks {
     /// while it was starting a worker leaves a child that holds a copy of the descriptor until
     /// it reaches `exec` (the torture test saw this under load, right after `kill -9`).
     pub fn writer(&self) -> Result<IndexWriter> {
-        let options = tantivy::indexer::IndexWriterOptions::builder()
-            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
-            .num_worker_threads(1)
-            .num_merge_threads(1)
-            .build();
-        let started = std::time::Instant::now();
-        loop {
-            match self.index.writer_with_options(options.clone()) {
-                Ok(w) => return Ok(w),
-                Err(tantivy::TantivyError::LockFailure(tantivy::directory::error::LockError::LockBusy, _)) => {
-                    if started.elapsed() >= LOCK_WAIT {
-                        return Err(Error::Locked { path: self.dir.clone() });
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => return Err(index_error(&self.dir, e)),
-            }
-        }
+        lock_writer(&self.index, &self.dir)
     }
 
     /// The generation of the last commit (0 before the first), from its payload.
@@ -205,6 +300,9 @@ impl Chunks {
                 doc.add_u64(self.fields.chunk, n);
                 doc.add_u64(self.fields.generation, generation);
                 doc.add_text(self.fields.text, text);
+                for t in trigrams(text.as_bytes()) {
+                    doc.add_u64(self.fields.trigrams, t);
+                }
                 writer.add_document(doc).map_err(|e| index_error(&self.dir, e))?;
                 line += text.matches('\n').count() + usize::from(!text.ends_with('\n'));
                 n += 1;
@@ -228,6 +326,16 @@ impl Chunks {
 
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// Bytes of the `tri` field on disk (its postings and terms), from tantivy's space usage:
+    /// what the index would weigh without narrowing.
+    pub fn trigram_bytes(&self, searcher: &tantivy::Searcher) -> Result<u64> {
+        let usage = searcher.space_usage().map_err(|e| index_error(&self.dir, e))?;
+        let field = |per: &tantivy::space_usage::PerFieldSpaceUsage| {
+            per.fields().filter(|u| u.field_name() == "tri").map(|u| u.total().get_bytes()).sum::<u64>()
+        };
+        Ok(usage.segments().iter().map(|s| field(s.postings()) + field(s.termdict())).sum())
     }
 
     /// Every chunk of `file`, in chunk order.
@@ -255,6 +363,27 @@ impl Chunks {
             chunk: u(f.chunk) as u32,
             generation: u(f.generation),
             text: s(f.text),
+        }
+    }
+}
+
+fn lock_writer(index: &Index, dir: &Path) -> Result<IndexWriter> {
+    let options = tantivy::indexer::IndexWriterOptions::builder()
+        .memory_budget_per_thread(WRITER_MEMORY_BYTES)
+        .num_worker_threads(1)
+        .num_merge_threads(1)
+        .build();
+    let started = std::time::Instant::now();
+    loop {
+        match index.writer_with_options(options.clone()) {
+            Ok(w) => return Ok(w),
+            Err(tantivy::TantivyError::LockFailure(tantivy::directory::error::LockError::LockBusy, _)) => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(Error::Locked { path: dir.into() });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(index_error(dir, e)),
         }
     }
 }

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::catalog::{Catalog, Change, CollectionRow, FileRow, Status};
-use super::chunks::{Chunks, INDEX_VERSION};
+use super::chunks::Chunks;
 use crate::extract::{self, Extracted, ExtractorConfig};
 use crate::{CancelToken, Error, Extractor, Layout, Result};
 
@@ -437,15 +437,12 @@ pub fn update(
     if !meta.is_dir() {
         return Err(Error::NotAFolder { path: root.clone() });
     }
-    let mut writer = chunks.writer()?;
+    let writer = chunks.writer()?;
     let id = collection.id;
-    if chunks.committed_version()?.is_some_and(|v| v != INDEX_VERSION) {
-        // An index written by another schema: rebuild it from the files.
-        writer
-            .delete_all_documents()
-            .map_err(|e| Error::Index { path: chunks.dir().into(), message: e.to_string() })?;
-        let g = catalog.last_generation(id)? + 1;
-        chunks.commit(&mut writer, g)?;
+    if chunks.committed_version()?.is_none() {
+        // An index that never committed holds nothing, whatever the catalog says: it is new, or
+        // was rebuilt for another INDEX_VERSION ([`Chunks::open_for_update`]), or its folder was
+        // deleted. Every file is read again.
         catalog.forget_newer_than(id, 0)?;
     }
     let (rolled_forward, rolled_back) = recover(catalog, chunks, id)?;

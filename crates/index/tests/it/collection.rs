@@ -137,35 +137,6 @@ fn a_deleted_file_leaves_the_index_and_a_removed_collection_its_folder() {
     assert!(library.collections().unwrap().is_empty());
 }
 
-/// `rg -uuu --sort path --json` over `dir`: (path, line, match ranges) of every matching line.
-fn rg(dir: &std::path::Path, flags: &[&str], pattern: &str) -> Vec<(String, usize, Vec<[usize; 2]>)> {
-    let out = std::process::Command::new("rg")
-        .args(["-uuu", "--sort", "path", "--json"])
-        .args(flags)
-        .arg("--")
-        .arg(pattern)
-        .arg(".")
-        .current_dir(dir)
-        .output()
-        .expect("ripgrep (rg) is needed for this test: apt-get install ripgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["type"] == "match")
-        .map(|v| {
-            let d = &v["data"];
-            let path = d["path"]["text"].as_str().unwrap().trim_start_matches("./").to_string();
-            let ranges = d["submatches"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| [m["start"].as_u64().unwrap() as usize, m["end"].as_u64().unwrap() as usize])
-                .collect();
-            (path, d["line_number"].as_u64().unwrap() as usize, ranges)
-        })
-        .collect()
-}
-
 #[test]
 fn grep_finds_the_lines_and_match_ranges_rg_finds_on_a_mirror_of_the_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,12 +155,7 @@ fn grep_finds_the_lines_and_match_ranges_rg_finds_on_a_mirror_of_the_text() {
     let row = library.add(dir.path(), Some("g")).unwrap();
     library.update(&row, &options(), &|_| {}, None).unwrap();
 
-    let mirror = tempfile::tempdir().unwrap();
-    for f in library.snapshot(&row).unwrap().into_iter().filter(|f| f.status == "indexed") {
-        let path = mirror.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, f.text).unwrap();
-    }
+    let mirror = common::mirror(&library, &row);
     let cases: &[(&[&str], &str)] = &[
         (&[], "clause"),
         (&["-i"], "clause"),
@@ -212,7 +178,7 @@ fn grep_finds_the_lines_and_match_ranges_rg_finds_on_a_mirror_of_the_text() {
         };
         let report = library.grep(&row, pattern, &options).unwrap();
         let ours: Vec<_> = report.hits.iter().map(|h| (h.path.clone(), h.line, h.ranges.clone())).collect();
-        let theirs = rg(mirror.path(), flags, pattern);
+        let theirs = common::rg(mirror.path(), flags, pattern);
         assert!(!theirs.is_empty(), "{pattern}: the case must match something");
         assert_eq!(ours, theirs, "{flags:?} {pattern}");
     }

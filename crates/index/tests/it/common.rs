@@ -269,3 +269,43 @@ pub fn write_pdf(path: &Path, content: &[u8], filter: &str, extra_resource: Opti
 pub fn show(text: &str) -> Vec<u8> {
     format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET").into_bytes()
 }
+
+/// `rg -uuu --sort path --json` over `dir`: (path, line, match ranges) of every matching line.
+pub fn rg(dir: &std::path::Path, flags: &[&str], pattern: &str) -> Vec<(String, usize, Vec<[usize; 2]>)> {
+    let out = std::process::Command::new("rg")
+        .args(["-uuu", "--sort", "path", "--json"])
+        .args(flags)
+        .arg("--")
+        .arg(pattern)
+        .arg(".")
+        .current_dir(dir)
+        .output()
+        .expect("ripgrep (rg) is needed for this test: apt-get install ripgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "match")
+        .map(|v| {
+            let d = &v["data"];
+            let path = d["path"]["text"].as_str().unwrap().trim_start_matches("./").to_string();
+            let ranges = d["submatches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| [m["start"].as_u64().unwrap() as usize, m["end"].as_u64().unwrap() as usize])
+                .collect();
+            (path, d["line_number"].as_u64().unwrap() as usize, ranges)
+        })
+        .collect()
+}
+
+/// A folder holding each indexed file's text under its path: what `rg` searches to check `grep`.
+pub fn mirror(library: &quarry_index::Library, row: &quarry_index::collection::CollectionRow) -> tempfile::TempDir {
+    let mirror = tempfile::tempdir().unwrap();
+    for f in library.snapshot(row).unwrap().into_iter().filter(|f| f.status == "indexed") {
+        let path = mirror.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, f.text).unwrap();
+    }
+    mirror
+}

@@ -8,6 +8,7 @@ mod common;
 mod corpus;
 mod folder;
 mod formats;
+mod grep;
 mod history;
 mod hostile;
 mod worker;
