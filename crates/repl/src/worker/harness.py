@@ -959,7 +959,14 @@ def label_records(labels, field=None, where=None, instruction=None):
         if not rows:
             raise ValueError("label_records(): no record passes `where`")
     field = _text_field(rows) if field is None else _field(rows, field)
+    if isinstance(labels, str):
+        labels = [labels]
     labels = list(dict.fromkeys(str(l) for l in labels))
+    if len(labels) < 2:
+        # The 1.5B asked for count_labels(["entity"]): every record is then that label.
+        raise ValueError(
+            "label_records()/count_labels() need every label an item could have (at least two), "
+            "not only the one asked about: pass all the labels the question lists")
     key = (tuple(labels), instruction)
     texts = [str(r.get(field, "")) for r in rows]
     todo = list(dict.fromkeys(t for t in texts if key + (t,) not in _labelled))
