@@ -97,33 +97,38 @@ code ::= [ ]* [^#`\n ] [^`\n]* "\n"
 line ::= [^`\n]* "\n"
 "##;
 
+/// A block whose first line of code (after a comment at most) calls one of `$calls`.
+macro_rules! judge_grammar {
+    ($calls:literal) => {
+        concat!(
+            r##"root ::= plan? block
+plan ::= [^`\n] [^`\n]{0,199} "\n"
+block ::= "```repl\n" comment? judge line* "```"
+comment ::= "#" [^`\n]* "\n"
+judge ::= (name " = ")? "print("? call [^`\n]* "\n"
+name ::= [a-z_] [a-z0-9_]{0,19}
+call ::= "##,
+            $calls,
+            r##"
+line ::= [^`\n]* "\n"
+"##
+        )
+    };
+}
+
 /// The turn after an answer sent back because nothing judged items the question says carry no
 /// label: a block whose first line of code calls a judging helper, its arguments the model's
 /// own. Told in words to call `count_labels` with the question's labels, the 1.5B answered the
 /// same unlabelled count again (para-oolong-8k-000: "116 questions fall under 'number'" twice,
 /// 0 sub-calls); the grammar leaves it the labels and the counting to write, not the choice.
-pub const JUDGE_GRAMMAR: &str = r##"root ::= plan? block
-plan ::= [^`\n] [^`\n]{0,199} "\n"
-block ::= "```repl\n" comment? judge line* "```"
-comment ::= "#" [^`\n]* "\n"
-judge ::= (name " = ")? "print("? call [^`\n]* "\n"
-name ::= [a-z_] [a-z0-9_]{0,19}
-call ::= "count_labels(" | "label_records(" | "llm_classify(" | "llm_query_batched(" | "files_where(" | "find_passage("
-line ::= [^`\n]* "\n"
-"##;
+pub const JUDGE_GRAMMAR: &str = judge_grammar!(
+    r#""count_labels(" | "label_records(" | "llm_classify(" | "llm_query_batched(" | "files_where(" | "find_passage(""#
+);
 
 /// [`JUDGE_GRAMMAR`] for a folder of records: given the general one, the 1.5B labelled the two
 /// files (`llm_classify(context, ["positive", "negative"])`) instead of their 516 records
 /// (para-oolong-8k-002).
-pub const JUDGE_RECORDS_GRAMMAR: &str = r##"root ::= plan? block
-plan ::= [^`\n] [^`\n]{0,199} "\n"
-block ::= "```repl\n" comment? judge line* "```"
-comment ::= "#" [^`\n]* "\n"
-judge ::= (name " = ")? "print("? call [^`\n]* "\n"
-name ::= [a-z_] [a-z0-9_]{0,19}
-call ::= "count_labels([" | "label_records(["
-line ::= [^`\n]* "\n"
-"##;
+pub const JUDGE_RECORDS_GRAMMAR: &str = judge_grammar!(r#""count_labels([" | "label_records([""#);
 
 /// The grammar of the turn after an answer sent back for `p`: the one instruction a small model
 /// cannot ignore (see [`CODE_GRAMMAR`], [`JUDGE_GRAMMAR`]).

@@ -948,6 +948,23 @@ def _text_field(rows):
     return lengths.most_common(1)[0][0]
 
 
+_OTHER = ("other", "something else")
+
+
+def _label_set(labels):
+    """The labels to judge among, in order, each once. One label alone is judged against
+    everything else: the 1.5B passes only the label asked about (count_labels(["entity"])), and
+    told to pass them all it passed the one again; with one label every record would get it."""
+    if isinstance(labels, str):
+        labels = [labels]
+    labels = list(dict.fromkeys(str(l) for l in labels))
+    if not labels:
+        raise ValueError("label_records()/count_labels() need the labels the question lists")
+    if len(labels) == 1:
+        labels.append(_OTHER[0] if labels[0] != _OTHER[0] else _OTHER[1])
+    return labels
+
+
 def label_records(labels, field=None, where=None, instruction=None):
     """Every record of the documents (`records()`), each judged by the sub model as one of
     `labels` and returned with its label under "label" (None where none fits). `field` is the
@@ -959,14 +976,11 @@ def label_records(labels, field=None, where=None, instruction=None):
         if not rows:
             raise ValueError("label_records(): no record passes `where`")
     field = _text_field(rows) if field is None else _field(rows, field)
-    if isinstance(labels, str):
-        labels = [labels]
-    labels = list(dict.fromkeys(str(l) for l in labels))
-    if len(labels) < 2:
-        # The 1.5B asked for count_labels(["entity"]): every record is then that label.
-        raise ValueError(
-            "label_records()/count_labels() need every label an item could have (at least two), "
-            "not only the one asked about: pass all the labels the question lists")
+    single = isinstance(labels, str) or len({str(l) for l in labels}) == 1
+    labels = _label_set(labels)
+    if single:
+        print("label_records: one label given; each record judged as %r or %r (pass every label "
+              "the question lists to judge among them)" % tuple(labels))
     key = (tuple(labels), instruction)
     texts = [str(r.get(field, "")) for r in rows]
     todo = list(dict.fromkeys(t for t in texts if key + (t,) not in _labelled))
@@ -989,7 +1003,7 @@ def count_labels(labels, by=None, where=None, field=None, instruction=None):
     """Label every record (as `label_records`) and count the labels: {label: count}, every label
     listed; with `by` (a field such as "user"), {value of that field: {label: count}}."""
     rows = label_records(labels, field=field, where=where, instruction=instruction)
-    labels = list(dict.fromkeys(str(l) for l in labels))
+    labels = _label_set(labels)
 
     def tally(group):
         n = collections.Counter(r["label"] for r in group)
