@@ -128,7 +128,13 @@ pub const JUDGE_GRAMMAR: &str = judge_grammar!(
 /// [`JUDGE_GRAMMAR`] for a folder of records: given the general one, the 1.5B labelled the two
 /// files (`llm_classify(context, ["positive", "negative"])`) instead of their 516 records
 /// (para-oolong-8k-002).
-pub const JUDGE_RECORDS_GRAMMAR: &str = judge_grammar!(r#""count_labels([" | "label_records([""#);
+///
+/// Its list holds two labels or more: the 1.5B otherwise passes only the label asked about
+/// (`count_labels(["entity"])`, oolong-8k-000), which judges nothing.
+pub const JUDGE_RECORDS_GRAMMAR: &str = judge_grammar!(
+    r#"("count_labels([" | "label_records([") label ", " label (", " label)* "]"
+label ::= "\"" [^"\n]{1,60} "\"" | "'" [^'\n]{1,60} "'""#
+);
 
 /// The grammar of the turn after an answer sent back for `p`: the one instruction a small model
 /// cannot ignore (see [`CODE_GRAMMAR`], [`JUDGE_GRAMMAR`]).

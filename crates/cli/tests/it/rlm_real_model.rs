@@ -67,6 +67,31 @@ async fn the_code_grammar_bounds_the_plan_line() {
     assert!(!reply.unterminated(), "{:?}", c.text);
 }
 
+/// The turn held to a judging call: llama.cpp accepts both judge grammars, and asked for the
+/// count of one label the model still writes a call with two labels or more for records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_judge_grammars_hold_the_block_to_a_labelling_call() {
+    let model = serve_small().await;
+    for grammar in [quarry_rlm::JUDGE_GRAMMAR, quarry_rlm::JUDGE_RECORDS_GRAMMAR] {
+        let mut request = quarry_llm::ChatRequest::new(vec![quarry_llm::ChatMessage::user(
+            "Each record is a question labelled one of: entity, location, human. How many are 'entity'? Reply with a ```repl block.",
+        )]);
+        request.max_tokens = Some(200);
+        request.constraint.grammar = Some(grammar.into());
+        let c = quarry_llm::LanguageModel::chat(model.as_ref(), &request).await.unwrap();
+        let reply = quarry_rlm::parse_reply(&c.text);
+        assert_eq!(reply.blocks.len(), 1, "{:?}", c.text);
+        let first = reply.blocks[0].code.lines().find(|l| !l.starts_with('#')).unwrap_or_default().to_string();
+        let calls =
+            ["count_labels(", "label_records(", "llm_classify(", "llm_query_batched(", "files_where(", "find_passage("];
+        assert!(calls.iter().any(|c| first.contains(c)), "{:?}", c.text);
+        if grammar == quarry_rlm::JUDGE_RECORDS_GRAMMAR {
+            let list = first.split_once('[').map(|(_, l)| l).unwrap_or_default();
+            assert!(list.split(']').next().unwrap_or_default().contains(','), "two labels or more: {first:?}");
+        }
+    }
+}
+
 /// `llm_classify` through the real 0.5B sub model gives every item an allowed label, read off the
 /// model's likelihoods (the engine scores each label; no reply is generated). Asked to write
 /// labels instead, this model named no allowed label for 101 of 120 TREC questions, and under a

@@ -948,20 +948,17 @@ def _text_field(rows):
     return lengths.most_common(1)[0][0]
 
 
-_OTHER = ("other", "something else")
-
-
 def _label_set(labels):
-    """The labels to judge among, in order, each once. One label alone is judged against
-    everything else: the 1.5B passes only the label asked about (count_labels(["entity"])), and
-    told to pass them all it passed the one again; with one label every record would get it."""
+    """The labels to judge among, in order, each once, at least two. The 1.5B passes only the
+    label asked about (count_labels(["entity"])): one label would be given to every record, and
+    judged against "other" instead it gave 324 of 327 TREC questions "entity" (oolong-8k-000)."""
     if isinstance(labels, str):
         labels = [labels]
     labels = list(dict.fromkeys(str(l) for l in labels))
-    if not labels:
-        raise ValueError("label_records()/count_labels() need the labels the question lists")
-    if len(labels) == 1:
-        labels.append(_OTHER[0] if labels[0] != _OTHER[0] else _OTHER[1])
+    if len(labels) < 2:
+        raise ValueError(
+            "label_records()/count_labels() need every label an item could have (at least two), "
+            "not only the one asked about: pass all the labels the question lists")
     return labels
 
 
@@ -976,11 +973,7 @@ def label_records(labels, field=None, where=None, instruction=None):
         if not rows:
             raise ValueError("label_records(): no record passes `where`")
     field = _text_field(rows) if field is None else _field(rows, field)
-    single = isinstance(labels, str) or len({str(l) for l in labels}) == 1
     labels = _label_set(labels)
-    if single:
-        print("label_records: one label given; each record judged as %r or %r (pass every label "
-              "the question lists to judge among them)" % tuple(labels))
     key = (tuple(labels), instruction)
     texts = [str(r.get(field, "")) for r in rows]
     todo = list(dict.fromkeys(t for t in texts if key + (t,) not in _labelled))
