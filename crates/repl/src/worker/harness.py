@@ -790,6 +790,13 @@ def _match_label(text, labels):
     return None
 
 
+def _cannot_score(e):
+    """Whether a HostError from `llm_score` says the sub model cannot score (a hosted API), so
+    the caller falls back to generated replies. It matches the host's wording until ReplResult
+    carries a structured hint (issue 16.8)."""
+    return "does not score" in str(e) or "not available" in str(e)
+
+
 def llm_classify(items, labels, instruction=None, batch=10):
     """Label every item with one of `labels` using the sub-model. Returns a list as long as
     `items`: a label, or None where no label could be given. Where the host's sub model scores
@@ -810,7 +817,7 @@ def llm_classify(items, labels, instruction=None, batch=10):
     try:
         return _classify_scored(items, labels, instruction)
     except HostError as e:
-        if "does not score" not in str(e) and "not available" not in str(e):
+        if not _cannot_score(e):
             raise
     return _classify_generated(items, labels, instruction, batch)
 
@@ -1013,15 +1020,15 @@ def count_labels(labels, by=None, where=None, field=None, instruction=None):
 
 def _yes_scores(question, parts):
     """Per piece of text, the sub model's log-odds of "yes" over "no" as the answer to
-    `question` about it. Not calibrated as llm_classify is: the content-free inputs ("N/A")
-    make any real text look more like a yes than they do, so a calibrated score would say yes
-    to most pieces."""
+    `question` about it. Not calibrated as llm_classify is: a content-free input ("N/A") is a
+    strong "no" to any question about it, so against that prior most real pieces would read as
+    a yes (reasoned, not measured on a real model yet)."""
     head = "Question: %s\nAnswer from the text below only. Reply yes or no.\n\nText:\n" % " ".join(str(question).split())
     prompts = [head + str(p) for p in parts]
     try:
         logp = _label_logprobs(prompts, ["yes", "no"])
     except HostError as e:
-        if "does not score" not in str(e) and "not available" not in str(e):
+        if not _cannot_score(e):
             raise
         replies = _batched(prompts, grammars=['root ::= "yes" | "no"'] * len(prompts))
         return [1.0 if str(a).strip().lower().startswith("yes") else -1.0 for a in replies]

@@ -672,6 +672,10 @@ impl HostFunctions for KeywordScorer {
         self.echo.files(glob)
     }
 
+    fn search(&self, query: &str, k: usize) -> HostResult<serde_json::Value> {
+        self.echo.search(query, k)
+    }
+
     fn llm_score(
         &self,
         prompts: &[String],
@@ -703,7 +707,13 @@ impl HostFunctions for KeywordScorer {
 
 #[test]
 fn strategies_label_count_and_find_files_in_one_call_each() {
-    let host = Arc::new(KeywordScorer::default());
+    let echo = EchoHost {
+        documents: quarry_repl::DocumentsHost {
+            documents: vec![("lease.txt".into(), "The tenant shall keep insurance for the building.\nRent is due monthly.\n".into())],
+        },
+        delay: Duration::ZERO,
+    };
+    let host = Arc::new(KeywordScorer { echo, ..Default::default() });
     let mut repl = Repl::new(config(), host.clone()).unwrap();
     repl.load_context(&Context::Documents(vec![
         doc("reviews.csv", "date,user_id,text\n2023-01-02,7,a positive visit\n2023-01-03,7,a negative visit\n2023-01-04,9,positive again\n"),
@@ -734,6 +744,9 @@ fn strategies_label_count_and_find_files_in_one_call_each() {
     // One label is not a judgement: every record would get it.
     let e = error_of(&run(&mut repl, "count_labels(['positive'])")).to_string();
     assert!(e.contains("need every label an item could have (at least two)"), "{e}");
+    // A passage search keeps only the candidates the sub model confirms.
+    let r = run(&mut repl, "[(h['path'], h['line']) for h in find_passage('insurance')]");
+    assert_eq!(r.value.as_deref(), Some("[('lease.txt', 1)]"), "{r:#?}");
     // A field that does not exist is told the ones that do.
     let e = error_of(&run(&mut repl, "count_labels(['a', 'b'], by='author')")).to_string();
     assert!(e.contains("'author' is not a field of these records; their fields are 'date', 'user_id', 'text'"), "{e}");
