@@ -709,7 +709,10 @@ impl HostFunctions for KeywordScorer {
 fn strategies_label_count_and_find_files_in_one_call_each() {
     let echo = EchoHost {
         documents: quarry_repl::DocumentsHost {
-            documents: vec![("lease.txt".into(), "The tenant shall keep insurance for the building.\nRent is due monthly.\n".into())],
+            documents: vec![(
+                "lease.txt".into(),
+                "The tenant shall keep insurance for the building.\nRent is due monthly.\n".into(),
+            )],
         },
         delay: Duration::ZERO,
     };
