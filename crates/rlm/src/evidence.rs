@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::question::needs_judgement;
 use crate::trajectory::{BlockRun, Iteration};
 
 /// Why a `FINAL` came before the evidence its question needs.
@@ -64,27 +65,6 @@ const JUDGING_CALLS: [&str; 9] = [
     "files_where",
     "find_passage",
 ];
-
-/// A question that says its items carry no label and must be judged. Written for how people
-/// phrase it ("the data does not provide the labels; infer each", "No file stores a label",
-/// "Nothing in the files says which kind each sentence is", "label each review"), not for one
-/// suite's sentence.
-static NEEDS_JUDGEMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?ix)
-        \b(?:not|no|nothing|never|without)\b[^.?!;]{0,80}?\b(?:label(?:s|led|ed)?|categor(?:y|ies|ised|ized)|kinds?|sentiment)\b
-        | \b(?:infer|judge[ds]?|classify|categori[sz]e)\b
-        | \blabel\s+(?:each|every|all|them)\b
-        | \bdecide\s+which\b",
-    )
-    .expect("valid regex")
-});
-
-/// Whether `question` says its items carry no label and must be judged, so that no count or
-/// label can come before a judging call.
-pub fn needs_judgement(question: &str) -> bool {
-    NEEDS_JUDGEMENT.is_match(question)
-}
 
 /// Whether a `FINAL(answer)` to `question` comes before its evidence, given the run so far
 /// (`iterations`, and `runs`: the blocks of the turn that gave the answer) and the sub-calls
@@ -219,28 +199,6 @@ mod tests {
             premature_final(q, "412", &[], &[load[0].clone(), failed], 0, EXAMPLES),
             Some(Premature::NoJudgement)
         );
-    }
-
-    #[test]
-    fn questions_that_need_judgement_are_told_apart_by_their_words_not_by_one_wording() {
-        for q in [
-            "Each instance can be labelled as one of these labels (the data does not provide the labels; infer each from the meaning of the question).",
-            "No file stores a label: read each review fragment and decide which of these it is: con, pro.",
-            "Nothing in the files says which kind each sentence is. The possible kinds are objective, subjective.",
-            "The reviews are not labelled; label each as positive or negative.",
-            "Classify every ticket by urgency and count the urgent ones.",
-        ] {
-            assert!(NEEDS_JUDGEMENT.is_match(q), "{q}");
-        }
-        for q in [
-            "What is the special magic number for amber-kettle mentioned in the documents?",
-            "How many class definitions list `Protocol` directly among their base classes?",
-            "Which contract is governed by the laws of Delaware? Exactly one is.",
-            "Does it entail, contradict, or not mention the following hypothesis?",
-            "List every file that imports the module `json`.",
-        ] {
-            assert!(!NEEDS_JUDGEMENT.is_match(q), "{q}");
-        }
     }
 
     #[test]

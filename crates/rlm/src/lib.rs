@@ -42,6 +42,7 @@ pub mod evidence;
 pub mod host;
 pub mod models;
 pub mod parse;
+pub mod question;
 pub mod rag;
 pub mod record;
 pub mod repl_thread;
@@ -58,7 +59,7 @@ pub use parse::{parse_reply, CodeBlock, FinalAnswer, Reply};
 /// Stops a run at its next step; the same token cancels a model download.
 pub use quarry_models::CancelToken;
 pub use record::Recorder;
-pub use rlm::{Rlm, RlmConfig, RunResult, JUDGE_GRAMMAR, JUDGE_RECORDS_GRAMMAR};
+pub use rlm::{judge_records_grammar, Rlm, RlmConfig, RunResult, JUDGE_GRAMMAR, JUDGE_RECORDS_GRAMMAR};
 pub use trajectory::{AnswerSource, BlockRun, Event, Iteration, Trajectory};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,9 +14,10 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
-use crate::evidence::{copied_line, examples_of, needs_judgement, outputs, premature_final, references, Premature};
+use crate::evidence::{copied_line, examples_of, outputs, premature_final, references, Premature};
 use crate::host::{Labeller, Recursion, RunHost, SubCallStats};
 use crate::parse::{parse_reply, CodeBlock, FinalAnswer};
+use crate::question::{listed_labels, needs_judgement};
 use crate::repl_thread::ReplThread;
 use crate::trajectory::{AnswerSource, BlockRun, Event, Iteration, Metadata, Trajectory};
 use crate::{CancelToken, Error, Result};
@@ -89,11 +90,14 @@ final ::= "FINAL(" [^\n]+ ")" | "FINAL_VAR(" [A-Za-z_] [A-Za-z0-9_]* ")"
 /// yet" as its whole block, three turns running, and given room it repeats a comment forever).
 /// The plan line is at most 200 characters: unbounded, the 1.5B echoed the loop's feedback as
 /// one line, repeating its sentences, to the turn's 1,024-token limit (oolong-32k-000).
+/// Its first line of code starts with a lower-case letter or `_`, as Python statements do and
+/// an echoed `Traceback (most recent call last):` or `ValueError: ...` does not (see
+/// `echoes_error`).
 pub const CODE_GRAMMAR: &str = r##"root ::= plan? block
 plan ::= [^`\n] [^`\n]{0,199} "\n"
 block ::= "```repl\n" (comment | "\n")? (comment | "\n")? code line* "```"
 comment ::= [ ]* "#" [^`\n]* "\n"
-code ::= [ ]* [^#`\n ] [^`\n]* "\n"
+code ::= [a-z_] [^`\n]* "\n"
 line ::= [^`\n]* "\n"
 "##;
 
@@ -130,18 +134,49 @@ pub const JUDGE_GRAMMAR: &str = judge_grammar!(
 /// (para-oolong-8k-002).
 ///
 /// Its list holds two labels or more: the 1.5B otherwise passes only the label asked about
-/// (`count_labels(["entity"])`, oolong-8k-000), which judges nothing.
+/// (`count_labels(["entity"])`, oolong-8k-000), which judges nothing. Where the question lists
+/// its labels, [`judge_records_grammar`] writes that list in for the model.
 pub const JUDGE_RECORDS_GRAMMAR: &str = judge_grammar!(
     r#"("count_labels([" | "label_records([") label ", " label (", " label)* "]"
 label ::= "\"" [^"\n]{1,60} "\"" | "'" [^'\n]{1,60} "'""#
 );
 
+/// [`JUDGE_RECORDS_GRAMMAR`] with the question's own labels as the list, written out: left to
+/// copy them, the 1.5B split "description and abstract concept" in two and wrote "entity" twice
+/// (stop 23), so every record was judged against a set the question does not have.
+pub fn judge_records_grammar(labels: &[String]) -> String {
+    if labels.len() < 2 {
+        return JUDGE_RECORDS_GRAMMAR.to_string();
+    }
+    let list = labels.iter().map(|l| serde_json::to_string(l).expect("strings serialize")).collect::<Vec<_>>();
+    let literal = serde_json::to_string(&format!("[{}]", list.join(", "))).expect("strings serialize");
+    JUDGE_RECORDS_GRAMMAR
+        .replace(
+            r#"("count_labels([" | "label_records([") label ", " label (", " label)* "]""#,
+            &format!(r#"("count_labels(" | "label_records(") {literal}"#),
+        )
+        .lines()
+        .filter(|l| !l.starts_with("label ::="))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The grammar a run holds a judging turn to: the records one with the question's labels
+/// written in, or the general one.
+fn judge_grammar_for(records: bool, labels: &[String]) -> String {
+    if records {
+        judge_records_grammar(labels)
+    } else {
+        JUDGE_GRAMMAR.to_string()
+    }
+}
+
 /// The grammar of the turn after an answer sent back for `p`: the one instruction a small model
 /// cannot ignore (see [`CODE_GRAMMAR`], [`JUDGE_GRAMMAR`]).
-fn grammar_after(p: Premature, records: bool) -> Option<&'static str> {
+fn grammar_after(p: Premature, records: bool, labels: &[String]) -> Option<String> {
     match p {
-        Premature::NoCodeRan => Some(CODE_GRAMMAR),
-        Premature::NoJudgement => Some(if records { JUDGE_RECORDS_GRAMMAR } else { JUDGE_GRAMMAR }),
+        Premature::NoCodeRan => Some(CODE_GRAMMAR.to_string()),
+        Premature::NoJudgement => Some(judge_grammar_for(records, labels)),
         Premature::ExampleProse => None,
     }
 }
@@ -363,6 +398,7 @@ impl Rlm {
             repl: Some(repl),
             rx,
             feedback_chars: self.config.feedback_chars,
+            setup: None,
             messages: vec![
                 ChatMessage::system(SYSTEM_PROMPT.trim()),
                 ChatMessage::user(format!(
@@ -382,12 +418,20 @@ impl Rlm {
             iterations: Vec::new(),
         };
 
+        // The labels the question lists go to the REPL, where `count_labels()` and
+        // `label_records()` default to them and put a miswritten list right.
+        let labels = listed_labels(question);
+        if !labels.is_empty() {
+            let literal = serde_json::to_string(&labels).expect("strings serialize");
+            run.setup = Some(format!("_set_question_labels({literal})"));
+            run.run_setup().await?;
+        }
         let mut consecutive_errors = 0usize;
         let mut no_code_last_turn = false;
         // The grammar the next turn must follow: the first when the question needs judging,
         // the one after a send-back.
-        let mut sent_back_grammar: Option<&'static str> = (self.config.judge_first && needs_judgement(question))
-            .then_some(if records { JUDGE_RECORDS_GRAMMAR } else { JUDGE_GRAMMAR });
+        let mut sent_back_grammar: Option<String> =
+            (self.config.judge_first && needs_judgement(question)).then(|| judge_grammar_for(records, &labels));
         let mut resample_next = false;
         let mut answer: Option<(String, AnswerSource)> = None;
         let mut sent_back: HashSet<Premature> = HashSet::new();
@@ -421,8 +465,8 @@ impl Rlm {
             let grammar = match (self.config.accepts_grammar, self.config.root_grammar, no_code_last_turn) {
                 (false, _, _) => None,
                 (true, _, _) if sent_back_grammar.is_some() => sent_back_grammar.take(),
-                (true, true, _) => Some(ROOT_GRAMMAR),
-                (true, false, true) => Some(CODE_GRAMMAR),
+                (true, true, _) => Some(ROOT_GRAMMAR.to_string()),
+                (true, false, true) => Some(CODE_GRAMMAR.to_string()),
                 (true, false, false) => None,
             };
             // Greedy decoding repeats itself; after the model has repeated a block and said it has
@@ -436,7 +480,7 @@ impl Rlm {
             } else {
                 self.config.sampling.clone()
             };
-            let completion = run.root_turn(self, grammar, sampling, &cancel, &mut on_event).await?;
+            let completion = run.root_turn(self, grammar.as_deref(), sampling, &cancel, &mut on_event).await?;
             if completion.finish_reason == FinishReason::Cancelled || cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
@@ -490,7 +534,7 @@ impl Rlm {
                 });
                 if refused {
                     answer = None;
-                    sent_back_grammar = premature.and_then(|p| grammar_after(p, records));
+                    sent_back_grammar = premature.and_then(|p| grammar_after(p, records, &labels));
                     let reason = premature.map(Premature::feedback).unwrap_or_default();
                     run.messages
                         .push(ChatMessage::user(format!("Your FINAL did not count: {reason}.\nQuestion: {question}")));
@@ -531,6 +575,35 @@ impl Rlm {
                 continue;
             }
 
+            // A block that is the last error message, copied: the 1.5B root, shown a traceback,
+            // wrote it back as its next block until the error limit ended the run (3 of 5 dev
+            // OOLONG runs at 8K, stop 23). What it meant was "fix that", so the code that failed
+            // gets the repair round a failing block gets, and the fix runs in the echo's place.
+            let mut echoed = None;
+            if reply.blocks.first().is_some_and(|b| echoes_error(&b.code)) {
+                let fixed = match last_failure(&trajectory.iterations) {
+                    Some((code, failed)) if self.config.repair_syntax => {
+                        run.repair(self, &code, &failed, &cancel, &mut on_event).await?
+                    }
+                    _ => None,
+                };
+                on_event(&Event::Notice {
+                    message: format!(
+                        "the root model wrote an error message as its code; {}",
+                        if fixed.is_some() { "the code that failed was repaired instead" } else { "nothing ran" }
+                    ),
+                });
+                match fixed {
+                    Some(code) => {
+                        echoed = Some(std::mem::replace(&mut reply.blocks[0].code, code));
+                        reply.blocks.truncate(1);
+                    }
+                    None => {
+                        reply.blocks.clear();
+                        defect = Defect::EchoedError;
+                    }
+                }
+            }
             let mut runs: Vec<BlockRun> = Vec::new();
             for (i, block) in reply.blocks.iter().enumerate() {
                 if cancel.is_cancelled() {
@@ -539,7 +612,7 @@ impl Rlm {
                 on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: block.code.clone() });
                 let mut block = block.clone();
                 let mut result = run.execute(block.code.clone(), &mut on_event).await?;
-                let mut repaired_from = None;
+                let mut repaired_from = if i == 0 { echoed.take() } else { None };
                 // `FINAL(The code is 7391.)` alone in a block is an answer written in a code fence,
                 // not Python: take its text, as a FINAL line in prose would be.
                 if is_syntax_error(&result) {
@@ -550,7 +623,10 @@ impl Rlm {
                         break;
                     }
                 }
-                if self.config.repair_syntax && (is_syntax_error(&result) || names_its_fix(&result)) {
+                if self.config.repair_syntax
+                    && repaired_from.is_none()
+                    && (is_syntax_error(&result) || names_its_fix(&result))
+                {
                     if let Some(fixed) = run.repair(self, &block.code, &result, &cancel, &mut on_event).await? {
                         on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: fixed.clone() });
                         repaired_from = Some(std::mem::replace(&mut block.code, fixed));
@@ -601,7 +677,7 @@ impl Rlm {
             let turns = trajectory.iterations.len();
             if self.send_back(premature, &mut sent_back, turns, &budget, deadline, &mut on_event) {
                 answer = None;
-                sent_back_grammar = premature.and_then(|p| grammar_after(p, records));
+                sent_back_grammar = premature.and_then(|p| grammar_after(p, records, &labels));
                 final_note = premature.map(|p| p.feedback().to_string());
             }
             trajectory.iterations.push(Iteration {
@@ -752,6 +828,9 @@ impl Rlm {
 struct Run {
     repl: Option<ReplThread>,
     rx: UnboundedReceiver<Event>,
+    /// Code the host runs before the first turn, and again after the REPL restarts (which
+    /// loses every variable): what the loop read off the question for the helpers.
+    setup: Option<String>,
     feedback_chars: usize,
     messages: Vec<ChatMessage>,
     root_usage: Usage,
@@ -833,7 +912,23 @@ impl Run {
         while let Ok(ev) = self.rx.try_recv() {
             on_event(&ev);
         }
-        Ok(result?)
+        let result = result?;
+        if result.restarted {
+            self.run_setup().await?;
+        }
+        Ok(result)
+    }
+
+    /// Runs [`Run::setup`], which prints nothing and calls no host function.
+    async fn run_setup(&mut self) -> Result<()> {
+        let (Some(repl), Some(code)) = (self.repl.as_ref(), self.setup.clone()) else {
+            return Ok(());
+        };
+        let result = repl.execute(code)?.await.map_err(|_| Error::Worker("the REPL thread died".into()))??;
+        match result.error {
+            Some(e) => Err(Error::Worker(format!("the REPL's setup failed: {e}"))),
+            None => Ok(()),
+        }
     }
 
     async fn final_var<F: FnMut(&Event) + Send>(&mut self, name: &str, on_event: &mut F) -> Result<ReplResult> {
@@ -1045,6 +1140,9 @@ enum Defect {
     },
     /// The only block held nothing but comments.
     CommentsOnly,
+    /// The block was an error message the model copied (see `echoes_error`), and no repair of
+    /// the code that failed could run in its place.
+    EchoedError,
 }
 
 /// A reply cut off inside a block keeps the code before the cut, closed so it runs; the
@@ -1111,6 +1209,24 @@ fn repeats_failed_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> Option
     let as_run = last.code_blocks.iter().map(|r| r.block.code.as_str());
     let as_written = last.code_blocks.iter().map(|r| r.repaired_from.as_deref().unwrap_or(&r.block.code));
     (same_code(as_run, blocks) || same_code(as_written, blocks)).then_some(error)
+}
+
+/// A block that is an error message rather than code: its first line (comments aside) is a
+/// traceback's header or frame, or an exception line (`ValueError: ...`), which no Python
+/// statement starts with.
+fn echoes_error(code: &str) -> bool {
+    static EXCEPTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"^(?:Traceback \(most recent call last\)|File "[^"]*", line \d+|Error: |(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Z][A-Za-z]*(?:Error|Exception|Interrupt|Exit): )"#)
+            .expect("a valid pattern")
+    });
+    code.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).is_some_and(|l| EXCEPTION.is_match(l))
+}
+
+/// The code and result of the last block that failed, in the last turn whose code ran.
+fn last_failure(iterations: &[Iteration]) -> Option<(String, ReplResult)> {
+    let last = last_that_ran(iterations)?;
+    let failed = last.code_blocks.iter().find(|r| r.result.error.is_some())?;
+    Some((failed.block.code.clone(), failed.result.clone()))
 }
 
 /// The text of a block that is one `FINAL(...)` line, comments aside.
@@ -1208,6 +1324,9 @@ fn feedback(
             s.push_str("Your reply had no ```repl code block and no FINAL(answer) line, so nothing ran.\n")
         }
         Defect::CommentsOnly => s.push_str("Your ```repl block held only comments, so nothing ran. Write the code.\n"),
+        Defect::EchoedError => s.push_str(
+            "Your ```repl block was an error message, not Python, so nothing ran. Write the code again with the line the error points to changed.\n",
+        ),
         Defect::Cut { salvaged: false } => s.push_str(
             "Your reply was cut off at the turn's length limit before any code, so nothing ran. Write the code first, with at most one line of comment.\n",
         ),
@@ -1352,6 +1471,40 @@ mod tests {
         assert_eq!(reply.blocks.len(), 1);
         let (_, _, defect) = cut_to_what_runs("```repl\nx = 1\n".into(), FinishReason::Stop);
         assert_eq!(defect, Defect::Unterminated, "not cut: the model left it open");
+    }
+
+    #[test]
+    fn an_error_message_written_as_code_is_told_from_code() {
+        for echo in [
+            "Traceback (most recent call last):\n  File \"<repl>\", line 3, in <module>\n",
+            "# the error\nValueError: label_records()/count_labels() need every label\n",
+            "  File \"<repl>\", line 2, in <module>\n",
+            "Error: NameError: name 'rows' is not defined\n",
+            "json.decoder.JSONDecodeError: Expecting value\n",
+        ] {
+            assert!(echoes_error(echo), "{echo}");
+        }
+        for code in [
+            "rows = records()\nprint(len(rows))\n",
+            "# ValueError: seen last turn, so pass two labels\nprint(count_labels(['a', 'b']))\n",
+            "try:\n    x = 1\nexcept ValueError: pass\n",
+            "Errors = 3\n",
+        ] {
+            assert!(!echoes_error(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_judging_grammar_writes_the_question_s_labels_in() {
+        let labels = vec!["description and abstract concept".to_string(), "entity".into(), "say \"hi\"".into()];
+        let g = judge_records_grammar(&labels);
+        assert!(
+            g.contains(r#"("count_labels(" | "label_records(") "[\"description and abstract concept\", \"entity\", \"say \\\"hi\\\"\"]""#),
+            "{g}"
+        );
+        assert!(!g.contains("label ::="), "no rule is left unused: {g}");
+        assert_eq!(judge_records_grammar(&["one".into()]), JUDGE_RECORDS_GRAMMAR, "one label is no list");
+        assert_eq!(judge_records_grammar(&[]), JUDGE_RECORDS_GRAMMAR);
     }
 
     #[test]

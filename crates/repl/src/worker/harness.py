@@ -955,13 +955,36 @@ def _text_field(rows):
     return lengths.most_common(1)[0][0]
 
 
+_question_labels = []  # the labels the question itself lists, set by the host (_set_question_labels)
+
+
+def _set_question_labels(labels):
+    """The host parses the labels a question lists ("decide which of these it is: a, b, c") and
+    sets them here before the first turn: `label_records()` and `count_labels()` default to them,
+    and a list the root model miswrote is put right (see `_label_set`)."""
+    global _question_labels
+    _question_labels = [str(l) for l in labels]
+
+
 def _label_set(labels):
     """The labels to judge among, in order, each once, at least two. The 1.5B passes only the
     label asked about (count_labels(["entity"])): one label would be given to every record, and
-    judged against "other" instead it gave 324 of 327 TREC questions "entity" (oolong-8k-000)."""
+    judged against "other" instead it gave 324 of 327 TREC questions "entity" (oolong-8k-000).
+
+    Where the question lists its labels, a list whose every label is part of one of those (or
+    the whole of one) stands for the question's list: the 1.5B split "description and abstract
+    concept" into two labels, wrote "entity" twice, or passed one label, and each of these
+    changes what every record is judged against (stop 23, docs/results.md)."""
+    if labels is None:
+        labels = list(_question_labels)
     if isinstance(labels, str):
         labels = [labels]
-    labels = list(dict.fromkeys(str(l) for l in labels))
+    labels = list(dict.fromkeys(str(l).strip() for l in labels))
+    asked = [q.lower() for q in _question_labels]
+    given = [l.lower() for l in labels]
+    if asked and given != asked and all(any(g in q for q in asked) for g in given if g):
+        print("(judged against the question's own labels: %s)" % ", ".join(_question_labels))
+        labels = list(_question_labels)
     if len(labels) < 2:
         raise ValueError(
             "label_records()/count_labels() need every label an item could have (at least two), "
@@ -969,11 +992,12 @@ def _label_set(labels):
     return labels
 
 
-def label_records(labels, field=None, where=None, instruction=None):
+def label_records(labels=None, field=None, where=None, instruction=None):
     """Every record of the documents (`records()`), each judged by the sub model as one of
-    `labels` and returned with its label under "label" (None where none fits). `field` is the
-    field holding the text to judge (default: the longest text field); `where` a function
-    record -> bool to label only some. Count the result in Python."""
+    `labels` (default: the labels the question lists) and returned with its label under "label"
+    (None where none fits). `field` is the field holding the text to judge (default: the longest
+    text field); `where` a function record -> bool to label only some. Count the result in
+    Python."""
     rows = records()
     if where is not None:
         rows = [r for r in rows if where(r)]
@@ -999,11 +1023,11 @@ def label_records(labels, field=None, where=None, instruction=None):
     return out
 
 
-def count_labels(labels, by=None, where=None, field=None, instruction=None):
+def count_labels(labels=None, by=None, where=None, field=None, instruction=None):
     """Label every record (as `label_records`) and count the labels: {label: count}, every label
     listed; with `by` (a field such as "user"), {value of that field: {label: count}}."""
-    rows = label_records(labels, field=field, where=where, instruction=instruction)
     labels = _label_set(labels)
+    rows = label_records(labels, field=field, where=where, instruction=instruction)
 
     def tally(group):
         n = collections.Counter(r["label"] for r in group)
@@ -1240,6 +1264,8 @@ _RESERVED_FUNCTIONS = {
     "imports": imports,
     "FINAL": FINAL,
     "FINAL_VAR": FINAL_VAR,
+    # Called by the host before the first turn, never by the model (it is not in the prompt).
+    "_set_question_labels": _set_question_labels,
 }
 
 

@@ -1315,7 +1315,10 @@ async fn records_that_must_be_judged_start_with_a_labelling_call_unless_judge_fi
     };
     let root = ask(true).await;
     let first = &root.requests()[0];
-    assert_eq!(first.constraint.grammar.as_deref(), Some(quarry_rlm::JUDGE_RECORDS_GRAMMAR));
+    // The question lists its labels ("as good or bad"), so the grammar writes them in.
+    let listed = quarry_rlm::judge_records_grammar(&["good".into(), "bad".into()]);
+    assert_eq!(first.constraint.grammar.as_deref(), Some(listed.as_str()));
+    assert!(listed.contains(r#""count_labels(" | "label_records(") "[\"good\", \"bad\"]""#), "{listed}");
     assert!(root.last_user(0).contains("labels every record with count_labels(labels)"), "{}", root.last_user(0));
     assert_eq!(root.requests()[1].constraint.grammar, None);
 
@@ -1377,4 +1380,75 @@ async fn a_recorded_run_holds_the_loop_s_events_answer_and_citations() {
             .collect()
     };
     assert_eq!(text(&stored), text(&events));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_message_written_back_as_code_runs_the_repair_of_the_code_that_failed() {
+    let o = run(&[
+        "```repl\nprint(1 / 0)\n```",
+        "```repl\nZeroDivisionError: division by zero\n```",
+        "```repl\nprint(1 / 1)\n```",
+        "FINAL(1)",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("1"));
+    let t = &o.result.trajectory.iterations;
+    let block = &t[1].code_blocks[0];
+    assert_eq!(block.repaired_from.as_deref().map(str::trim), Some("ZeroDivisionError: division by zero"));
+    assert_eq!((block.block.code.trim(), block.result.stdout.trim()), ("print(1 / 1)", "1.0"));
+    // The repair request holds the code that failed and its error, not the echo.
+    let asked = &o.root.requests()[2].messages[1].content;
+    assert!(asked.contains("print(1 / 0)") && asked.contains("ZeroDivisionError"), "{asked}");
+    assert!(o
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Notice { message } if message.contains("error message as its code"))));
+
+    // Without a repair, nothing runs and the model is told what it wrote.
+    let o = run(&[
+        "```repl\nprint(1 / 0)\n```",
+        "```repl\nTraceback (most recent call last):\n  File \"<repl>\", line 1\n```",
+        "I cannot fix it.",
+        "FINAL(none)",
+    ])
+    .await;
+    let t = &o.result.trajectory.iterations;
+    assert!(t[1].code_blocks.is_empty(), "{:?}", t[1].code_blocks);
+    assert!(o.root.last_user(3).contains("was an error message, not Python"), "{}", o.root.last_user(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_labels_the_question_lists_are_the_default_and_put_a_partial_list_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..6)
+        .map(|i| {
+            format!("Date: Jan 0{i}, 2023 || User: {i} || Text: a {} day out at the lake\n", ["good", "bad"][i % 2])
+        })
+        .collect();
+    std::fs::write(dir.path().join("reviews.txt"), lines).unwrap();
+    let folder = Folder::load(dir.path()).unwrap();
+    let question = "The reviews are not labelled; label each as positive or negative. How many are positive?";
+    let root = Scripted::new(&[
+        "```repl\nprint(count_labels(['positive']))\n```",
+        "```repl\nimport os\nos._exit(3)\n```",
+        "```repl\nprint(count_labels())\n```",
+        "FINAL(3)",
+    ]);
+    let sub = Arc::new(Labeller::default());
+    let rlm = Rlm::new(root.clone(), sub.clone(), RlmConfig { judge_first: false, ..config(Budget::default()) });
+    let r = rlm.run(&folder, question, CancelToken::default(), |_| {}).await.expect("the run completes");
+    let t = &r.trajectory.iterations;
+    let first = t[0].code_blocks[0].result.stdout.trim();
+    assert!(first.starts_with("(judged against the question's own labels: positive, negative)"), "{first}");
+    assert!(first.ends_with("{'positive': 3, 'negative': 3}"), "{first}");
+    assert!(t[1].code_blocks[0].result.restarted);
+    // The restart lost every variable; the host set the question's labels again.
+    let third = t[2].code_blocks[0].result.stdout.trim();
+    assert!(
+        third.ends_with(
+            "(positive 3, negative 3); fields: 'Date', 'User', 'Text', 'label'\n{'positive': 3, 'negative': 3}"
+        ),
+        "{third}"
+    );
+    assert_eq!(r.answer.as_deref(), Some("3"));
 }
