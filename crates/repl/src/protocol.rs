@@ -229,6 +229,12 @@ pub struct ReplResult {
     /// reloaded). The host sets this; `error` says why.
     #[serde(default)]
     pub restarted: bool,
+    /// Where `error` says what to change, that sentence: the REPL's own hints (a record field
+    /// that does not exist, a document used as a line), Python's "Did you mean ...?", or
+    /// `strptime`'s "does not match format". The worker sets it, so a host acting on it (the
+    /// RLM's one-edit repair) does not have to match the harness's wording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// One name in the namespace, described without printing its value (which may be 100 MB).

@@ -1248,18 +1248,12 @@ fn is_syntax_error(r: &ReplResult) -> bool {
         .is_some_and(|e| ["SyntaxError:", "IndentationError:", "TabError:"].iter().any(|p| e.starts_with(p)))
 }
 
-/// A runtime error whose message says what to change: the REPL's own hints (a record field
-/// that does not exist, a document used as a line), Python's "Did you mean", and `strptime`'s
-/// "time data 'Apr 07, 2024' does not match format '%Y-%m-%d'" (the 1.5B wrote that format
-/// for such dates and ran the same code until the error limit ended the run). Given the whole
-/// conversation, the 1.5B root echoed such an error back as its reply, turn after turn; asked
-/// only to fix the code, it has the one edit to make.
-/// The first two hints are harness.py's own messages (`Record.__missing__`,
-/// `Document.__getattr__`); a change of wording there must be made here too.
+/// A runtime error whose message says what to change (the worker's `hint`: the REPL's own
+/// hints, Python's "Did you mean", strptime's format mismatch). Given the whole conversation,
+/// the 1.5B root echoed such an error back as its reply, turn after turn; asked only to fix the
+/// code, it has the one edit to make.
 fn names_its_fix(r: &ReplResult) -> bool {
-    const HINTS: [&str; 4] =
-        ["is not a field of this record", "a Document is a whole file", "Did you mean", "does not match format"];
-    r.error.as_deref().and_then(|e| e.lines().last()).is_some_and(|last| HINTS.iter().any(|h| last.contains(h)))
+    r.error.is_some() && r.hint.is_some()
 }
 
 fn has_answer_dict(last: Option<&ReplResult>) -> bool {

@@ -264,10 +264,10 @@ class Document:
         # for r in context]` and, told only "'Document' object has no attribute 'split'", wrote
         # it again until the run ended; a sentence naming the fix is what it can act on.
         if hasattr(str, name):
-            raise AttributeError(
+            raise _hinted(AttributeError(
                 "a Document is a whole file, not a line: use .text for its text, .lines() for its "
                 "lines (e.g. [l for d in context for l in d.lines()]) or records() for its records"
-            )
+            ))
         raise AttributeError("'Document' object has no attribute %r" % name)
 
     def __len__(self):
@@ -485,10 +485,10 @@ class Record(dict):
     __slots__ = ("path", "line")
 
     def __missing__(self, key):
-        raise KeyError(
+        raise _hinted(KeyError(
             "%r is not a field of this record (%s:%s); its fields are %s"
             % (key, self.path, self.line, ", ".join(repr(k) for k in self))
-        )
+        ))
 
 
 def _line_fields(line):
@@ -1308,6 +1308,27 @@ def init(host_call, budget):
     return json.dumps({"main_ident": _main_ident, "python": sys.version, "paths": sorted(paths)})
 
 
+def _hinted(exc):
+    """`exc`, marked as saying what to change: its message becomes the result's `hint`."""
+    exc._quarry_hint = True
+    return exc
+
+
+# Python's own messages that name the change to make: NameError's and AttributeError's
+# suggestion (added by the traceback, not in str(e)), and strptime's "time data 'Apr 07, 2024'
+# does not match format '%Y-%m-%d'" (the 1.5B wrote that format for such dates and ran the same
+# code until the error limit ended the run).
+_PYTHON_HINTS = ("Did you mean", "does not match format")
+
+
+def _hint(exc, formatted):
+    """The sentence of an error that says what to change, or None (see ReplResult.hint)."""
+    if getattr(exc, "_quarry_hint", False) and exc.args:
+        return str(exc.args[0])
+    last = formatted.rstrip("\n").rsplit("\n", 1)[-1]
+    return last if any(h in last for h in _PYTHON_HINTS) else None
+
+
 def _trim_traceback(exc, filename):
     """Drop the harness's own frames: the traceback starts at the user's code."""
     tb = exc.__traceback__
@@ -1339,7 +1360,7 @@ def execute(code):
     filename = "<cell %d>" % _cell
     started = time.perf_counter()
     stdout, stderr = _Capture(), _Capture()
-    error = value = None
+    error = value = hint = None
 
     # Compile everything before running anything: a syntax error on line 40 must not leave
     # lines 1-39 half-applied to the namespace.
@@ -1373,6 +1394,7 @@ def execute(code):
         except BaseException as e:
             try:
                 error = _trim_traceback(e, filename)
+                hint = _hint(e, error)
             except BaseException as e2:
                 error = "%s: %s" % (type(e).__name__, e2)
         finally:
@@ -1387,6 +1409,8 @@ def execute(code):
         "variables": _describe_variables(),
         "final_answer": _final,
     }
+    if hint is not None:
+        result["hint"] = _truncate(hint)
     return json.dumps(result)
 
 

@@ -503,8 +503,11 @@ fn a_document_used_as_a_line_says_how_to_get_lines() {
         e.contains("a Document is a whole file, not a line: use .text for its text, .lines() for its lines"),
         "{e}"
     );
-    let e = error_of(&run(&mut repl, "context[0].nothing")).to_string();
-    assert!(e.contains("'Document' object has no attribute 'nothing'"), "{e}");
+    let r = run(&mut repl, "[d.split('line')[1] for d in context]");
+    assert!(r.hint.as_deref().is_some_and(|h| h.starts_with("a Document is a whole file")), "{r:#?}");
+    let r = run(&mut repl, "context[0].nothing");
+    assert!(error_of(&r).contains("'Document' object has no attribute 'nothing'"), "{r:#?}");
+    assert_eq!(r.hint, None, "an error that names no fix carries no hint");
     let r = run(&mut repl, "[l for l in context[0]][:2], 'two' in context[0], 'zzz' in context[0]");
     assert_eq!(r.value.as_deref(), Some("(['line one', 'line two'], True, False)"));
 }
@@ -753,4 +756,21 @@ fn strategies_label_count_and_find_files_in_one_call_each() {
     // A field that does not exist is told the ones that do.
     let e = error_of(&run(&mut repl, "count_labels(['a', 'b'], by='author')")).to_string();
     assert!(e.contains("'author' is not a field of these records; their fields are 'date', 'user_id', 'text'"), "{e}");
+}
+
+#[test]
+fn an_error_that_says_what_to_change_carries_it_as_the_hint() {
+    let mut repl = repl();
+    repl.load_context(&documents()).unwrap();
+    let r = run(&mut repl, "rows = records('Date: Jan 02 || User: 3')\nrows[0]['Instance']");
+    assert!(r.hint.as_deref().is_some_and(|h| h.contains("is not a field of this record")), "{r:#?}");
+    // Python 3.12's suggestion, written out: 3.11's traceback module adds none.
+    let r = run(&mut repl, "raise AttributeError(\"'str' object has no attribute 'uper'. Did you mean: 'upper'?\")");
+    assert!(r.hint.as_deref().is_some_and(|h| h.ends_with("Did you mean: 'upper'?")), "{r:#?}");
+    let r = run(&mut repl, "import datetime\ndatetime.datetime.strptime('Apr 07, 2024', '%Y-%m-%d')");
+    assert!(r.hint.as_deref().is_some_and(|h| h.contains("does not match format '%Y-%m-%d'")), "{r:#?}");
+    for code in ["1 / 0", "raise ValueError('nothing to change here')", "print(1"] {
+        let r = run(&mut repl, code);
+        assert!(r.error.is_some() && r.hint.is_none(), "{code}: {r:#?}");
+    }
 }
