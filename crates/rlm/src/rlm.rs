@@ -435,6 +435,8 @@ impl Rlm {
         let mut resample_next = false;
         let mut answer: Option<(String, AnswerSource)> = None;
         let mut sent_back: HashSet<Premature> = HashSet::new();
+        // The failed code an echoed error has had repaired: once each.
+        let mut repaired: HashSet<String> = HashSet::new();
         let stop = loop {
             let sub_usage = *stats.usage.lock().expect("usage lock");
             if cancel.is_cancelled() {
@@ -498,6 +500,50 @@ impl Rlm {
                 resample_next = true;
             }
             run.messages.push(ChatMessage::assistant(text.clone()));
+
+            // A reply that is the last error message, copied (as prose, as a block, or as
+            // prints of it): the 1.5B root, shown a traceback, wrote it back turn after turn until
+            // the error limit ended the run (3 of 5 dev OOLONG runs at 8K, stop 23; 3 of 4
+            // paraphrased ones, stop 26). What it meant was "fix that", so the code that failed
+            // gets the repair round a failing block gets, once, and the fix runs in its place.
+            let mut repaired_failure = None;
+            // New code after an echoed line ("Error: ... so I fix it") is the model's own fix.
+            let prose_echo = echoes_error(text.split("```").next().unwrap_or_default());
+            let echo = reply.final_answer.is_none()
+                && match reply.blocks.first() {
+                    None => prose_echo,
+                    Some(b) => {
+                        echoes_error(&b.code)
+                            || (prose_echo
+                                && repeats_failed_turn(&reply.blocks, last_that_ran(&trajectory.iterations)).is_some())
+                    }
+                };
+            if echo {
+                let failure = last_failure(&trajectory.iterations).filter(|(code, _)| !repaired.contains(code));
+                let fixed = match failure {
+                    Some((code, failed)) if self.config.repair_syntax => {
+                        repaired.insert(code.clone());
+                        run.repair(self, &code, &failed, &cancel, &mut on_event).await?.map(|fix| (code, fix))
+                    }
+                    _ => None,
+                };
+                on_event(&Event::Notice {
+                    message: format!(
+                        "the root model wrote an error message as its reply; {}",
+                        if fixed.is_some() { "the code that failed was repaired instead" } else { "nothing ran" }
+                    ),
+                });
+                match fixed {
+                    Some((code, fix)) => {
+                        reply.blocks = vec![CodeBlock { lang: "repl".into(), code: fix }];
+                        repaired_failure = Some(code);
+                    }
+                    None => {
+                        reply.blocks.clear();
+                        defect = Defect::EchoedError;
+                    }
+                }
+            }
 
             // A small model that has seen its answer often writes the same code again rather
             // than FINAL (greedy decoding then repeats it to the last turn: the 1.5B model ran
@@ -575,35 +621,6 @@ impl Rlm {
                 continue;
             }
 
-            // A block that is the last error message, copied: the 1.5B root, shown a traceback,
-            // wrote it back as its next block until the error limit ended the run (3 of 5 dev
-            // OOLONG runs at 8K, stop 23). What it meant was "fix that", so the code that failed
-            // gets the repair round a failing block gets, and the fix runs in the echo's place.
-            let mut echoed = None;
-            if reply.blocks.first().is_some_and(|b| echoes_error(&b.code)) {
-                let fixed = match last_failure(&trajectory.iterations) {
-                    Some((code, failed)) if self.config.repair_syntax => {
-                        run.repair(self, &code, &failed, &cancel, &mut on_event).await?
-                    }
-                    _ => None,
-                };
-                on_event(&Event::Notice {
-                    message: format!(
-                        "the root model wrote an error message as its code; {}",
-                        if fixed.is_some() { "the code that failed was repaired instead" } else { "nothing ran" }
-                    ),
-                });
-                match fixed {
-                    Some(code) => {
-                        echoed = Some(std::mem::replace(&mut reply.blocks[0].code, code));
-                        reply.blocks.truncate(1);
-                    }
-                    None => {
-                        reply.blocks.clear();
-                        defect = Defect::EchoedError;
-                    }
-                }
-            }
             let mut runs: Vec<BlockRun> = Vec::new();
             for (i, block) in reply.blocks.iter().enumerate() {
                 if cancel.is_cancelled() {
@@ -612,7 +629,7 @@ impl Rlm {
                 on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: block.code.clone() });
                 let mut block = block.clone();
                 let mut result = run.execute(block.code.clone(), &mut on_event).await?;
-                let mut repaired_from = if i == 0 { echoed.take() } else { None };
+                let mut repaired_from = if i == 0 { repaired_failure.take() } else { None };
                 // `FINAL(The code is 7391.)` alone in a block is an answer written in a code fence,
                 // not Python: take its text, as a FINAL line in prose would be.
                 if is_syntax_error(&result) {
@@ -628,9 +645,16 @@ impl Rlm {
                     && (is_syntax_error(&result) || names_its_fix(&result))
                 {
                     if let Some(fixed) = run.repair(self, &block.code, &result, &cancel, &mut on_event).await? {
-                        on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: fixed.clone() });
-                        repaired_from = Some(std::mem::replace(&mut block.code, fixed));
-                        result = run.execute(block.code.clone(), &mut on_event).await?;
+                        let fixed_result = run.execute(fixed.clone(), &mut on_event).await?;
+                        // A "fix" that does not compile, of code that did, is worse than the
+                        // error it fixed: the 1.5B turned `importjsonl = label_records(...)`
+                        // (a KeyError further down) into `import jsonl = ...` and then echoed
+                        // the SyntaxError (para-oolong-8k-000, stop 26). Nothing of it ran.
+                        if !is_syntax_error(&fixed_result) || is_syntax_error(&result) {
+                            on_event(&Event::CodeBlock { iteration: index, index: i + 1, code: fixed.clone() });
+                            repaired_from = Some(std::mem::replace(&mut block.code, fixed));
+                            result = fixed_result;
+                        }
                     }
                 }
                 on_event(&Event::ReplResult { iteration: index, index: i + 1, result: result.clone() });
@@ -1140,7 +1164,7 @@ enum Defect {
     },
     /// The only block held nothing but comments.
     CommentsOnly,
-    /// The block was an error message the model copied (see `echoes_error`), and no repair of
+    /// The reply was an error message the model copied (see `echoes_error`), and no repair of
     /// the code that failed could run in its place.
     EchoedError,
 }
@@ -1211,12 +1235,13 @@ fn repeats_failed_turn(blocks: &[CodeBlock], last: Option<&Iteration>) -> Option
     (same_code(as_run, blocks) || same_code(as_written, blocks)).then_some(error)
 }
 
-/// A block that is an error message rather than code: its first line (comments aside) is a
-/// traceback's header or frame, or an exception line (`ValueError: ...`), which no Python
-/// statement starts with.
+/// A reply or block that is an error message rather than code: its first line (comments aside)
+/// is a traceback's header or frame, or an exception line (`ValueError: ...`), which no Python
+/// statement starts with, or a `print` of one (the 1.5B, held to code, printed the traceback
+/// line by line: para-oolong-8k-002, stop 26).
 fn echoes_error(code: &str) -> bool {
     static EXCEPTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"^(?:Traceback \(most recent call last\)|File "[^"]*", line \d+|Error: |(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Z][A-Za-z]*(?:Error|Exception|Interrupt|Exit): )"#)
+        regex::Regex::new(r#"^(?:print\(\s*f?["'])?(?:Traceback \(most recent call last\)|File "[^"]*", line \d+|Error: |(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Z][A-Za-z]*(?:Error|Exception|Interrupt|Exit): )"#)
             .expect("a valid pattern")
     });
     code.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).is_some_and(|l| EXCEPTION.is_match(l))
@@ -1319,7 +1344,7 @@ fn feedback(
         }
         Defect::CommentsOnly => s.push_str("Your ```repl block held only comments, so nothing ran. Write the code.\n"),
         Defect::EchoedError => s.push_str(
-            "Your ```repl block was an error message, not Python, so nothing ran. Write the code again with the line the error points to changed.\n",
+            "Your reply was the error message, not new code, so nothing ran. Write the code again with the line the error points to changed.\n",
         ),
         Defect::Cut { salvaged: false } => s.push_str(
             "Your reply was cut off at the turn's length limit before any code, so nothing ran. Write the code first, with at most one line of comment.\n",
@@ -1474,6 +1499,8 @@ mod tests {
             "# the error\nValueError: label_records()/count_labels() need every label\n",
             "  File \"<repl>\", line 2, in <module>\n",
             "Error: NameError: name 'rows' is not defined\n",
+            "print(\"Error: Traceback (most recent call last):\")\n",
+            "Error: SyntaxError: invalid syntax (line 1, column 14)\n    import jsonl = 1\nREPL variables: r\n",
             "json.decoder.JSONDecodeError: Expecting value\n",
         ] {
             assert!(echoes_error(echo), "{echo}");
@@ -1483,6 +1510,7 @@ mod tests {
             "# ValueError: seen last turn, so pass two labels\nprint(count_labels(['a', 'b']))\n",
             "try:\n    x = 1\nexcept ValueError: pass\n",
             "Errors = 3\n",
+            "print(\"Errors found:\", n)\n",
         ] {
             assert!(!echoes_error(code), "{code}");
         }

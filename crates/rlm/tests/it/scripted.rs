@@ -1383,7 +1383,7 @@ async fn a_recorded_run_holds_the_loop_s_events_answer_and_citations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_error_message_written_back_as_code_runs_the_repair_of_the_code_that_failed() {
+async fn an_error_message_written_back_runs_the_repair_of_the_code_that_failed_once() {
     let o = run(&[
         "```repl\nprint(1 / 0)\n```",
         "```repl\nZeroDivisionError: division by zero\n```",
@@ -1394,7 +1394,7 @@ async fn an_error_message_written_back_as_code_runs_the_repair_of_the_code_that_
     assert_eq!(o.result.answer.as_deref(), Some("1"));
     let t = &o.result.trajectory.iterations;
     let block = &t[1].code_blocks[0];
-    assert_eq!(block.repaired_from.as_deref().map(str::trim), Some("ZeroDivisionError: division by zero"));
+    assert_eq!(block.repaired_from.as_deref().map(str::trim), Some("print(1 / 0)"), "the code that failed");
     assert_eq!((block.block.code.trim(), block.result.stdout.trim()), ("print(1 / 1)", "1.0"));
     // The repair request holds the code that failed and its error, not the echo.
     let asked = &o.root.requests()[2].messages[1].content;
@@ -1402,19 +1402,37 @@ async fn an_error_message_written_back_as_code_runs_the_repair_of_the_code_that_
     assert!(o
         .events
         .iter()
-        .any(|e| matches!(e, Event::Notice { message } if message.contains("error message as its code"))));
+        .any(|e| matches!(e, Event::Notice { message } if message.contains("error message as its reply"))));
 
-    // Without a repair, nothing runs and the model is told what it wrote.
+    // Echoed as prose, or printed line by line, it is the same echo; a failed repair runs
+    // nothing, and the same failure is not repaired twice.
     let o = run(&[
         "```repl\nprint(1 / 0)\n```",
-        "```repl\nTraceback (most recent call last):\n  File \"<repl>\", line 1\n```",
+        "Error: Traceback (most recent call last):\n  File \"<cell 1>\", line 1",
         "I cannot fix it.",
+        "```repl\nprint(\"Error: Traceback (most recent call last):\")\n```",
         "FINAL(none)",
     ])
     .await;
     let t = &o.result.trajectory.iterations;
-    assert!(t[1].code_blocks.is_empty(), "{:?}", t[1].code_blocks);
-    assert!(o.root.last_user(3).contains("was an error message, not Python"), "{}", o.root.last_user(3));
+    assert!(t[1].code_blocks.is_empty() && t[2].code_blocks.is_empty(), "{t:?}");
+    assert_eq!(o.root.requests().len(), 5, "one repair request, for two echoes");
+    assert!(o.root.last_user(3).contains("was the error message, not new code"), "{}", o.root.last_user(3));
+    assert_eq!(o.result.answer.as_deref(), Some("none"));
+
+    // New code after an echoed line is the model's own fix, and runs as written.
+    let o =
+        run(&["```repl\nprint(1 / 0)\n```", "Error: ZeroDivisionError, so:\n```repl\nprint(2)\n```", "FINAL(2)"]).await;
+    assert_eq!(o.result.trajectory.iterations[1].code_blocks[0].result.stdout.trim(), "2");
+    assert_eq!(o.root.requests().len(), 3, "no repair request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_that_does_not_compile_is_not_taken_for_code_that_did() {
+    let o = run(&["```repl\nprint(context[0].split('x'))\n```", "```repl\nimport x = 1\n```", "FINAL(no)"]).await;
+    let block = &o.result.trajectory.iterations[0].code_blocks[0];
+    assert!(block.repaired_from.is_none(), "{block:?}");
+    assert!(block.result.error.as_deref().unwrap().contains("a Document is a whole file"), "{block:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
