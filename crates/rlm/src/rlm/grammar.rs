@@ -25,6 +25,11 @@ pub const CODE_GRAMMAR: &str = include_str!("../../../../assets/prompts/grammars
 /// labels, the 1.5B answered the same unlabelled count again (para-oolong-8k-000: "116
 /// questions fall under 'number'" twice, 0 sub-calls); the grammar leaves it the labels and the
 /// counting to write, not the choice.
+///
+/// Up to three `import` lines may come first: without them the 1.5B, which wanted `import
+/// json` first, glued it to the variable the grammar asked for (`importjsonl =
+/// label_records(...)`, `importcollections = ...`) and then used the name it had meant (2 of 9
+/// OOLONG runs at 8K, stop 26).
 pub const JUDGE_GRAMMAR: &str = concat!(
     include_str!("../../../../assets/prompts/grammars/judge.gbnf"),
     include_str!("../../../../assets/prompts/grammars/judge-any.gbnf")
