@@ -1,6 +1,6 @@
 # Quarry's two commands: `make demo` (set up, then answer a question about assets/demo with a
 # real local model) and `make test` (set up, then every test: Rust incl. the real 0.5B model,
-# UI unit tests, and the desktop end-to-end smoke test under Xvfb).
+# UI unit tests, the REPL harness's pytest, and the desktop end-to-end smoke test under Xvfb).
 #
 # Models go to $QUARRY_MODELS_DIR, else the user's data dir (~/.local/share/quarry/models).
 
@@ -13,13 +13,13 @@ DEMO_QUESTION := List each agreement with its termination notice period in days.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: demo test deps deps-e2e ui ui-test build models-demo models-test rust-test e2e fmt-check lint clean portable
+.PHONY: demo test deps deps-e2e ui ui-test py-test build models-demo models-test rust-test e2e fmt-check lint clean portable
 
 demo: deps build models-demo
 	@echo "== quarry ask --folder assets/demo \"$(DEMO_QUESTION)\""
 	$(QUARRY) ask --folder assets/demo "$(DEMO_QUESTION)"
 
-test: deps-e2e fmt-check lint ui-test build models-test rust-test e2e
+test: deps-e2e fmt-check lint ui-test py-test build models-test rust-test e2e
 	@echo "== all tests passed"
 
 deps:
@@ -34,6 +34,10 @@ ui:
 
 ui-test: ui
 	cd ui && npm test
+
+# The REPL harness's pure helpers, imported from their files (the worker has them in its binary).
+py-test:
+	python3 -m pytest -q crates/repl/tests/harness
 
 build: ui
 	$(CARGO) build --release --workspace
@@ -58,7 +62,7 @@ fmt-check:
 # compiled twice); ruff checks the REPL's Python harness.
 lint: ui
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	python3 -m ruff check crates/repl/src/worker evals
+	python3 -m ruff check crates/repl/src/worker crates/repl/tests/harness evals
 
 # A `quarry` for other machines: any x86-64-v2 CPU, with ggml's CPU kernels loaded at run time
 # for the CPU it runs on (docs/engine.md). dist/quarry-portable/ holds bin/quarry and

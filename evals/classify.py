@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How well, and how fast, `llm_classify` labels text through a served model, method by method.
 
-Runs the REPL's own labelling code (imported from crates/repl/src/worker/harness.py, with
-`_host_call` answering its host calls over HTTP) on held-out data from ../shared/corpora:
+Runs the REPL's own labelling code (imported from crates/repl/src/worker/quarry_harness/,
+with `_host_call` answering its host calls over HTTP) on held-out data from ../shared/corpora:
 
 - trec: TREC's *test* questions, six coarse classes (OOLONG's records come from the training file);
 - polarity: sentence_polarity (positive / negative movie-review snippets);
@@ -46,6 +46,25 @@ INSTRUCTIONS = {
 }
 
 
+def load_harness(where, host_call):
+    """The REPL's labelling code with its host calls answered by `host_call`: the `classify`
+    module of the harness package in the folder `where`, or a single-file harness.py (before the
+    package split)."""
+    where = pathlib.Path(where)
+    if where.suffix == ".py":
+        spec = importlib.util.spec_from_file_location("harness", where)
+        harness = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(harness)
+        harness._host_call = host_call
+        return harness
+    sys.path.insert(0, str(where))
+    import quarry_harness.core  # noqa: F401  (imports every module, in the worker's order)
+    from quarry_harness import classify, host
+
+    host._host_call = host_call
+    return classify
+
+
 def load(name, corpora, n, seed):
     """(label, text) rows of one set, `n` drawn with `seed`, balanced for the binary sets."""
     c = pathlib.Path(corpora)
@@ -74,7 +93,7 @@ def load(name, corpora, n, seed):
 
 
 def served_host_call(base_url, model, grammars=True, timeout=600, concurrency=4):
-    """A `_host_call` for harness.py: `llm_query_batched` through chat completions (greedy, the
+    """A `_host_call` for the harness: `llm_query_batched` through chat completions (greedy, the
     grammars sent unless told not to) and `llm_score` through `/v1/score`, `concurrency` requests
     at a time, as the RLM host sends them."""
     base = base_url.rstrip("/")
@@ -130,14 +149,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-grammar", action="store_true", help="generate without grammars, as for a hosted sub model")
     ap.add_argument("--no-instruction", action="store_true", help="give llm_classify no instruction, only the labels")
-    ap.add_argument("--harness", default=str(REPO / "crates/repl/src/worker/harness.py"),
-                    help="the harness.py to take llm_classify from (e.g. an older version, for comparison)")
+    ap.add_argument("--harness", default=str(REPO / "crates/repl/src/worker"),
+                    help="the worker folder holding quarry_harness/, or an older checkout's harness.py, to take "
+                         "llm_classify from (for comparison)")
     args = ap.parse_args()
 
-    spec = importlib.util.spec_from_file_location("harness", args.harness)
-    harness = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(harness)
-    harness._host_call = served_host_call(args.base_url, args.model, grammars=not args.no_grammar)
+    harness = load_harness(args.harness, served_host_call(args.base_url, args.model, grammars=not args.no_grammar))
 
     for name in args.sets.split(","):
         rows, labels = load(name, args.corpora, args.n, args.seed)

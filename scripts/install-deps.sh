@@ -4,7 +4,7 @@
 #
 #   scripts/install-deps.sh          build + demo needs (compilers, llama.cpp, WebKitGTK)
 #   scripts/install-deps.sh --e2e    also what `make test` needs: the desktop end-to-end test tools
-#                                    (Xvfb, WebKitWebDriver, tauri-driver) and ruff
+#                                    (Xvfb, WebKitWebDriver, tauri-driver), ruff and pytest
 set -euo pipefail
 
 e2e=false
@@ -102,6 +102,12 @@ fi
 if $e2e && ! command -v ruff >/dev/null 2>&1 && ! python3 -m ruff --version >/dev/null 2>&1; then
   echo "installing python tool: ruff"
   python3 -m pip install --quiet --user ruff 2>/dev/null || python3 -m pip install --quiet ruff
+fi
+
+# ... and tests the harness's pure helpers with pytest (crates/repl/tests/harness).
+if $e2e && ! python3 -m pytest --version >/dev/null 2>&1; then
+  echo "installing python tool: pytest"
+  python3 -m pip install --quiet --user pytest 2>/dev/null || python3 -m pip install --quiet pytest
 fi
 
 if $e2e && ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then

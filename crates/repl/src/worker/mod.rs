@@ -13,22 +13,57 @@
 pub mod sandbox;
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
 use crate::protocol::{CallOutcome, ContextFile, HostCall, HostMessage, ReplResult, WorkerMessage, PROTOCOL_VERSION};
 
-const HARNESS: &CStr = match CStr::from_bytes_with_nul(concat!(include_str!("harness.py"), "\0").as_bytes()) {
-    Ok(s) => s,
-    Err(_) => panic!("harness.py contains a NUL byte"),
-};
+/// The harness package, `quarry_harness/`, in import order: each module imports only those
+/// before it, and `core`, the one Rust calls (`init`, `execute`, `load_context`), comes last.
+/// All of it is in the binary: the confined worker reads no source files. It is split by job
+/// (issue 16.8) so that pytest tests its pure helpers (crates/repl/tests/harness/).
+const HARNESS: [(&str, &str); 13] = [
+    ("__init__", include_str!("quarry_harness/__init__.py")),
+    ("errors", include_str!("quarry_harness/errors.py")),
+    ("state", include_str!("quarry_harness/state.py")),
+    ("capture", include_str!("quarry_harness/capture.py")),
+    ("chunk", include_str!("quarry_harness/chunk.py")),
+    ("provenance", include_str!("quarry_harness/provenance.py")),
+    ("host", include_str!("quarry_harness/host.py")),
+    ("documents", include_str!("quarry_harness/documents.py")),
+    ("records", include_str!("quarry_harness/records.py")),
+    ("classify", include_str!("quarry_harness/classify.py")),
+    ("strategies", include_str!("quarry_harness/strategies.py")),
+    ("pysource", include_str!("quarry_harness/pysource.py")),
+    ("core", include_str!("quarry_harness/core.py")),
+];
+
+/// Loads the harness modules into `sys.modules` in order (each submodule also becomes an
+/// attribute of the package, as an import would make it) and returns `core`.
+fn load_harness(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let c_string = |s: String| CString::new(s).map_err(|e| PyValueError::new_err(format!("harness source: {e}")));
+    let mut package: Option<Bound<'_, PyModule>> = None;
+    let mut last = None;
+    for (name, source) in HARNESS {
+        let qualified = if name == "__init__" { "quarry_harness".to_string() } else { format!("quarry_harness.{name}") };
+        let file = c_string(format!("<quarry_harness/{name}.py>"))?;
+        let module = PyModule::from_code(py, &c_string(source.to_string())?, &file, &c_string(qualified)?)?;
+        match &package {
+            Some(p) => p.setattr(name, &module)?,
+            None => package = Some(module.clone()),
+        }
+        last = Some(module);
+    }
+    last.ok_or_else(|| PyValueError::new_err("the harness has no modules"))
+}
 
 /// State shared by the main thread, the reader thread and Python threads in host calls.
 struct Shared {
@@ -102,10 +137,10 @@ fn run() -> Result<(), String> {
 
     init_interpreter()?;
     let (harness, init) = Python::attach(|py| -> PyResult<_> {
-        let harness = PyModule::from_code(py, HARNESS, c"<quarry harness>", c"quarry_harness")?;
+        let harness = load_harness(py)?;
         let host_call = wrap_pyfunction!(host_call, py)?;
         let init: String = harness.getattr("init")?.call1((host_call, config.output_budget))?.extract()?;
-        let timeout_exc = harness.getattr("ExecutionTimeout")?.unbind();
+        let timeout_exc = py.import("quarry_harness.errors")?.getattr("ExecutionTimeout")?.unbind();
         Ok((harness.unbind(), (init, timeout_exc)))
     })
     .map_err(|e| format!("starting the harness: {e}"))?;
