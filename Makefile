@@ -13,13 +13,13 @@ DEMO_QUESTION := List each agreement with its termination notice period in days.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: demo test deps deps-e2e ui ui-test py-test build models-demo models-test rust-test e2e fmt-check lint clean portable
+.PHONY: demo test deps deps-e2e ui ui-test py-test build desktop-links models-demo models-test rust-test e2e fmt-check lint clean portable
 
 demo: deps build models-demo
 	@echo "== quarry ask --folder assets/demo \"$(DEMO_QUESTION)\""
 	$(QUARRY) ask --folder assets/demo "$(DEMO_QUESTION)"
 
-test: deps-e2e fmt-check lint ui-test py-test build models-test rust-test e2e
+test: deps-e2e fmt-check lint ui-test py-test build desktop-links models-test rust-test e2e
 	@echo "== all tests passed"
 
 deps:
@@ -37,10 +37,20 @@ ui-test: ui
 
 # The REPL harness's pure helpers, imported from their files (the worker has them in its binary).
 py-test:
-	python3 -m pytest -q crates/repl/tests/harness
+	python3 -m pytest -q crates/repl-worker/tests/harness
 
 build: ui
 	$(CARGO) build --release --workspace
+
+# The window process links neither llama.cpp nor Python (issue 18.8): the engine and the REPL
+# worker are child processes of `quarry`, so a crash in either cannot take the window down and
+# its idle memory stays small. Checked in the dependency graph and in the built executable.
+desktop-links: build
+	@if $(CARGO) tree --offline -p quarry-desktop -e normal --prefix none | grep -E '^(llama-cpp-2|llama-cpp-sys-2|pyo3|pyo3-ffi) '; then \
+	  echo "quarry-desktop depends on the crates above; see: cargo tree -p quarry-desktop -i <crate>"; exit 1; fi
+	@if ldd target/release/quarry-desktop | grep -E 'libpython|libllama|libggml'; then \
+	  echo "target/release/quarry-desktop links the libraries above"; exit 1; fi
+	@echo "quarry-desktop links neither llama.cpp nor Python"
 
 models-demo: build
 	$(QUARRY) models fetch $(ROOT_MODEL) $(SUB_MODEL)
@@ -62,7 +72,7 @@ fmt-check:
 # compiled twice); ruff checks the REPL's Python harness.
 lint: ui
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	python3 -m ruff check crates/repl/src/worker crates/repl/tests/harness evals
+	python3 -m ruff check crates/repl-worker/src crates/repl-worker/tests/harness evals
 
 # A `quarry` for other machines: any x86-64-v2 CPU, with ggml's CPU kernels loaded at run time
 # for the CPU it runs on (docs/engine.md). dist/quarry-portable/ holds bin/quarry and

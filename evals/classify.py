@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How well, and how fast, `llm_classify` labels text through a served model, method by method.
 
-Runs the REPL's own labelling code (imported from crates/repl/src/worker/quarry_harness/,
+Runs the REPL's own labelling code (imported from crates/repl-worker/src/quarry_harness/,
 with `_host_call` answering its host calls over HTTP) on held-out data from ../shared/corpora:
 
 - trec: TREC's *test* questions, six coarse classes (OOLONG's records come from the training file);
@@ -149,7 +149,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-grammar", action="store_true", help="generate without grammars, as for a hosted sub model")
     ap.add_argument("--no-instruction", action="store_true", help="give llm_classify no instruction, only the labels")
-    ap.add_argument("--harness", default=str(REPO / "crates/repl/src/worker"),
+    ap.add_argument("--harness", default=str(REPO / "crates/repl-worker/src"),
                     help="the worker folder holding quarry_harness/, or an older checkout's harness.py, to take "
                          "llm_classify from (for comparison)")
     args = ap.parse_args()

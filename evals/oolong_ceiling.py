@@ -4,7 +4,7 @@
 An OOLONG question is answered by labelling every record and counting; the labelling is the sub
 model's, the program around it the root model's. This runs the best program by hand: it parses
 every record of a task's folder, labels the questions with the REPL's own `llm_classify`
-(imported from crates/repl/src/worker/quarry_harness/, its `llm_query_batched` calls answered over
+(imported from crates/repl-worker/src/quarry_harness/, its `llm_query_batched` calls answered over
 HTTP by a `quarry serve`), computes the task's answer from those labels exactly as evalkit computed
 the gold one from the true labels, and scores it with evalkit. With `--oracle` the true TREC
 labels are used instead (every task must then score 1.0: a check of the program itself).
@@ -101,7 +101,7 @@ def main() -> int:
 
     served = load(REPO / "evals/classify.py", "classify")
     host_call = None if args.oracle else served.served_host_call(args.base_url, args.model, timeout=900)
-    harness = served.load_harness(REPO / "crates/repl/src/worker", host_call)
+    harness = served.load_harness(REPO / "crates/repl-worker/src", host_call)
     tasks = [json.loads(line) for line in open(args.tasks)]
     ids = set(filter(None, args.ids.split(",")))
     tasks = [t for t in tasks if t["kind"] in args.kinds.split(",") and t["meta"].get("size") in args.sizes.split(",")

@@ -104,7 +104,7 @@ if $e2e && ! command -v ruff >/dev/null 2>&1 && ! python3 -m ruff --version >/de
   python3 -m pip install --quiet --user ruff 2>/dev/null || python3 -m pip install --quiet ruff
 fi
 
-# ... and tests the harness's pure helpers with pytest (crates/repl/tests/harness).
+# ... and tests the harness's pure helpers with pytest (crates/repl-worker/tests/harness).
 if $e2e && ! python3 -m pytest --version >/dev/null 2>&1; then
   echo "installing python tool: pytest"
   python3 -m pip install --quiet --user pytest 2>/dev/null || python3 -m pip install --quiet pytest

@@ -5,7 +5,7 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum WorkerCommand {
-    /// The sandboxed Python REPL worker (see crates/repl).
+    /// The sandboxed Python REPL worker (see crates/repl-worker).
     Repl,
     /// The confined document extraction worker (see crates/index/src/extract).
     Extract,
@@ -15,7 +15,7 @@ pub enum WorkerCommand {
 /// unshare their user and network namespaces. Never returns.
 pub fn run(cmd: &WorkerCommand) -> ! {
     match cmd {
-        WorkerCommand::Repl => quarry_repl::worker::main(),
+        WorkerCommand::Repl => quarry_repl_worker::main(),
         WorkerCommand::Extract => quarry_index::extract::worker::main(),
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Model-written code is untrusted — a prompt injection in a contract can ask for
 //! `os.system("rm -rf ~")` — so it never runs in the host process. [`Repl`] starts a worker
-//! (`quarry worker repl`, the same executable) that embeds CPython through pyo3, confines itself
-//! (Landlock, seccomp, a network namespace, rlimits; see [`worker::sandbox`]) and speaks the
+//! (`quarry worker repl`, the same executable; its code is the `quarry-repl-worker` crate) that
+//! embeds CPython through pyo3, confines itself (Landlock, seccomp, a network namespace,
+//! rlimits) and speaks the
 //! JSON-lines [`protocol`] on its stdin/stdout. The host can always stop it: an execution that
 //! runs past its time limit is interrupted inside the interpreter, and killed and respawned if a C
 //! call holding the GIL ignores that.
@@ -37,16 +38,14 @@
 //! # }
 //! ```
 //!
-//! With the default `worker` feature this crate also contains the worker itself
-//! ([`worker::main`]), which links libpython; host-only users can turn the feature off.
+//! This crate is the host side only and links no Python: the RLM loop and the desktop use it,
+//! and only `quarry` links the worker.
 
 mod client;
 mod context;
 mod error;
 pub mod host;
 pub mod protocol;
-#[cfg(feature = "worker")]
-pub mod worker;
 
 pub use client::{Environment, Repl, SandboxConfig, WorkerCommand, WorkerInfo};
 pub use context::{Context, ContextDocument, PageMark};

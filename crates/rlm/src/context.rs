@@ -140,7 +140,7 @@ const PYTHON: &[&str] = &[".py", ".pyi", ".pyw"];
 
 impl RecordShape {
     /// The records in `(path, text)` documents, parsed as the REPL's `records()` parses them
-    /// (crates/repl/src/worker/quarry_harness/records.py): `Key: value` fields joined by `||`, `|` or a tab, a
+    /// (crates/repl-worker/src/quarry_harness/records.py): `Key: value` fields joined by `||`, `|` or a tab, a
     /// JSON object per line, or rows under a .csv/.tsv header. `None` unless at least four in five
     /// non-empty lines are records: a contract with a few `Term: 12 months | Fee: 5` lines is prose.
     pub fn of<'a>(docs: impl Iterator<Item = (&'a str, &'a str)>) -> Option<RecordShape> {

@@ -29,7 +29,7 @@
 //!    used: it does not bind root and, for an ordinary user, counts all their desktop processes.
 //!
 //! Moved here from `quarry-repl`'s worker so the extraction worker is confined by the same code
-//! (issue 14); the REPL's hostile suite (`crates/repl/tests/hostile.rs`) covers it.
+//! (issue 14); the REPL's hostile suite (`crates/repl-worker/tests/it/hostile.rs`) covers it.
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -117,11 +117,28 @@ fn folder() -> (tempfile::TempDir, Folder) {
     (dir, f)
 }
 
+/// The REPL worker the workspace builds (`quarry-repl-worker`, crates/repl-worker), found beside
+/// this test's own directory: cargo puts a workspace's executables in target/<profile>/ and test
+/// executables in target/<profile>/deps/. A package's tests see only their own package's
+/// executables through `CARGO_BIN_EXE_*`, and a bin of this crate that ran the worker would
+/// make quarry-rlm, and the desktop with it, link libpython (issue 18.8).
+fn repl_worker() -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test executable's path");
+    let profile = test.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let worker = profile.join("quarry-repl-worker");
+    assert!(
+        worker.is_file(),
+        "{} is missing: build it with `cargo build --release --workspace` (cargo test --workspace builds it too)",
+        worker.display()
+    );
+    worker
+}
+
 fn config(budget: Budget) -> RlmConfig {
     RlmConfig {
         budget,
         sandbox: SandboxConfig {
-            worker: WorkerCommand { program: env!("CARGO_BIN_EXE_quarry-rlm-worker").into(), args: vec![] },
+            worker: WorkerCommand { program: repl_worker(), args: vec![] },
             timeout: Duration::from_secs(20),
             ..Default::default()
         },

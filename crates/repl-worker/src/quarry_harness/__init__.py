@@ -1,4 +1,4 @@
-# The Python half of the REPL worker (quarry-repl/src/worker/mod.rs is the Rust half).
+# The Python half of the REPL worker (crates/repl-worker/src/lib.rs is the Rust half).
 #
 # Rust initialises the interpreter, confines the process, and calls `init`, `execute` and
 # `load_context` with the GIL held; each returns a JSON string that Rust forwards to the host
@@ -8,7 +8,7 @@
 # the model a REPL it can work with (persistent namespace, captured output, trimmed tracebacks,
 # reserved names that survive assignment).
 #
-# The modules, in the order the worker loads them (crates/repl/src/worker/mod.rs, HARNESS); each
+# The modules, in the order the worker loads them (crates/repl-worker/src/lib.rs, HARNESS); each
 # imports only those before it:
 #   errors      ExecutionTimeout, HostError, the mark that an error names its fix
 #   state       the model's namespace, the reserved names, the final answer

@@ -34,7 +34,7 @@ pub use quarry_sandbox::{
     rearm_cpu_limit, take_protocol_fds, Confinement, LANDLOCK, NETWORK_NAMESPACE, RLIMITS, SECCOMP,
 };
 
-use crate::protocol::WorkerConfig;
+use quarry_repl::protocol::WorkerConfig;
 
 /// Applies steps 3-6 of the module docs. Errors only when a required mechanism is missing and
 /// the host did not allow unconfined mode; the message names the mechanism.

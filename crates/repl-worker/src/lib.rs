@@ -1,5 +1,6 @@
-//! The worker process: CPython embedded through pyo3, confined by [`sandbox`], speaking the
-//! [`protocol`](crate::protocol) on its original stdin/stdout.
+//! `quarry-repl-worker`: the REPL's worker process. CPython embedded through pyo3, confined by
+//! [`sandbox`], speaking quarry-repl's [`protocol`](quarry_repl::protocol) on its original
+//! stdin/stdout, and running the harness (`quarry_harness/`, Python) the model's code calls.
 //!
 //! Threads: the main thread owns the interpreter's main thread state and runs executions one at
 //! a time; a reader thread reads the host's lines, routes replies to the Python threads waiting
@@ -24,12 +25,14 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-use crate::protocol::{CallOutcome, ContextFile, HostCall, HostMessage, ReplResult, WorkerMessage, PROTOCOL_VERSION};
+use quarry_repl::protocol::{
+    CallOutcome, ContextFile, HostCall, HostMessage, ReplResult, WorkerMessage, PROTOCOL_VERSION,
+};
 
 /// The harness package, `quarry_harness/`, in import order: each module imports only those
 /// before it, and `core`, the one Rust calls (`init`, `execute`, `load_context`), comes last.
 /// All of it is in the binary: the confined worker reads no source files. It is split by job
-/// (issue 16.8) so that pytest tests its pure helpers (crates/repl/tests/harness/).
+/// (issue 16.8) so that pytest tests its pure helpers (crates/repl-worker/tests/harness/).
 const HARNESS: [(&str, &str); 13] = [
     ("__init__", include_str!("quarry_harness/__init__.py")),
     ("errors", include_str!("quarry_harness/errors.py")),
@@ -53,7 +56,8 @@ fn load_harness(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let mut package: Option<Bound<'_, PyModule>> = None;
     let mut last = None;
     for (name, source) in HARNESS {
-        let qualified = if name == "__init__" { "quarry_harness".to_string() } else { format!("quarry_harness.{name}") };
+        let qualified =
+            if name == "__init__" { "quarry_harness".to_string() } else { format!("quarry_harness.{name}") };
         let file = c_string(format!("<quarry_harness/{name}.py>"))?;
         let module = PyModule::from_code(py, &c_string(source.to_string())?, &file, &c_string(qualified)?)?;
         match &package {

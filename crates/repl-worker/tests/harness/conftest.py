@@ -1,7 +1,7 @@
-"""pytest for the REPL harness's pure helpers (crates/repl/src/worker/quarry_harness/).
+"""pytest for the REPL harness's pure helpers (crates/repl-worker/src/quarry_harness/).
 
 The worker loads the same modules from the binary; here they are imported from their files.
-The Rust tests (crates/repl/tests/it) cover the harness inside the confined worker; these cover
+The Rust tests (crates/repl-worker/tests/it) cover the harness inside the confined worker; these cover
 the helpers' edge cases, which are cheaper to state in Python.
 """
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "src" / "worker"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "src"))
 
 
 @pytest.fixture
