@@ -53,7 +53,7 @@ pub enum IndexCommand {
 pub struct UpdateArgs {
     /// Do not OCR scanned pages (about a second a page); they are listed without text.
     #[arg(long)]
-    no_ocr: bool,
+    pub no_ocr: bool,
     /// Reading workers (0: one per CPU, at most 4).
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -321,6 +321,33 @@ pub async fn update_with_bars(
     let report = report.with_context(|| format!("could not update collection {name}"))?;
     let code = if report.cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS };
     Ok((report, code))
+}
+
+/// The collection of folder `dir`, brought up to date: added (named from the folder) and indexed
+/// when the folder has none, else updated, which for an unchanged folder only compares each
+/// file's stat with the catalog (a no-change update of 20,000 files takes under 2 s, issue 15).
+/// `quarry grep --folder` and `quarry ask --folder` both search through it, so a second question
+/// about the same folder starts at once. `Err` carries the exit code of an update stopped by
+/// Ctrl-C.
+pub async fn folder_collection(
+    dir: &std::path::Path,
+    update: &UpdateArgs,
+) -> Result<std::result::Result<CollectionRow, ExitCode>> {
+    let mut library = Library::open_default()?;
+    let row = match library.find_root(dir)? {
+        Some(row) => row,
+        None => {
+            let row = library.add(dir, None)?;
+            eprintln!("indexing {} as collection {} first", row.root.display(), row.name);
+            row
+        }
+    };
+    let (report, code) = update_with_bars(library, row.clone(), update.options()).await?;
+    print_report(&row, &report);
+    if code != ExitCode::SUCCESS {
+        return Ok(Err(code));
+    }
+    Ok(Ok(row))
 }
 
 /// A collection's documents from its index, for `quarry ask --collection`, with one line of

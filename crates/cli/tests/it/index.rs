@@ -140,3 +140,49 @@ fn ask_from_a_collection_names_the_known_ones_when_it_does_not_exist_and_takes_n
         String::from_utf8_lossy(&both.stderr)
     );
 }
+
+/// `quarry ask --folder` indexes the folder into a collection named from it, and a second
+/// question about the same folder (named by another path to it) reuses that collection with a
+/// no-change update: no file is read again and no batch is committed. The model file is broken,
+/// so each run stops right after the folder is ready, where the model would start.
+#[test]
+fn a_second_ask_about_the_same_folder_reads_no_file_again() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("memos");
+    std::fs::create_dir(&folder).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (name, text) in [("a.txt", "the storage room code is 7391\n"), ("b.txt", "lights off at 8pm\n")] {
+        std::fs::write(folder.join(name), text).unwrap();
+        // Older than the racy window, so an unchanged stat is trusted (update.rs, RACY_NS).
+        std::fs::File::options().write(true).open(folder.join(name)).unwrap().set_modified(hour_ago).unwrap();
+    }
+    let model = dir.path().join("broken.gguf");
+    std::fs::write(&model, "GGUF but not really").unwrap();
+    let ask = |path: &Path| {
+        let out =
+            quarry(data.path(), &["ask", "--folder", path.to_str().unwrap(), "--model", model.to_str().unwrap(), "hi"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.contains("broken.gguf is not a usable GGUF model file"), "it got to the model: {stderr}");
+        stderr
+    };
+    let generation = || {
+        let out = ok(quarry(data.path(), &["index", "status", "memos", "--json"]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["generation"].as_u64().unwrap(), v["indexed"].as_u64().unwrap())
+    };
+
+    let first = ask(&folder);
+    assert!(first.contains("as collection memos first"), "{first}");
+    assert!(first.contains("2 files, 2 read (2 indexed"), "{first}");
+    assert!(first.contains("Read ") && first.contains("2 files, "), "{first}");
+    let (after_first, indexed) = generation();
+    assert_eq!(indexed, 2);
+
+    let second = ask(&folder.join("..").join("memos"));
+    assert!(!second.contains("first"), "the collection is reused: {second}");
+    assert!(second.contains("2 files, 0 read") && second.contains("2 unchanged"), "{second}");
+    assert_eq!(generation().0, after_first, "no batch was committed: {second}");
+    let list = ok(quarry(data.path(), &["index", "list", "--json"]));
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 1, "one collection for one folder");
+}
