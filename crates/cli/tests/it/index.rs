@@ -186,3 +186,48 @@ fn a_second_ask_about_the_same_folder_reads_no_file_again() {
     let list = ok(quarry(data.path(), &["index", "list", "--json"]));
     assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 1, "one collection for one folder");
 }
+
+/// `quarry index watch` makes a file saved into the folder findable by `quarry grep` without an
+/// update (polled with a 5 s ceiling, not the 2 s the watcher aims at), and Ctrl-C stops it
+/// cleanly.
+#[test]
+fn index_watch_finds_a_saved_file_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "first\n").unwrap();
+    ok(quarry(data.path(), &["index", "add", dir.path().to_str().unwrap(), "--name", "live"]));
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["index", "watch", "live"])
+        .env("QUARRY_DATA_DIR", data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(watch.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("watching live") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "watch ended before watching: {seen}");
+        seen.push_str(&line);
+    }
+    std::fs::write(dir.path().join("b.txt"), "a saved zebra\n").unwrap();
+    let started = std::time::Instant::now();
+    let found = loop {
+        let out = quarry(data.path(), &["grep", "zebra", "--collection", "live"]);
+        if out.status.success() {
+            break Some(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let pid = watch.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = watch.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(found.as_deref(), Some("b.txt:1:a saved zebra\n"), "{seen}{rest}");
+    assert!(status.success(), "{status}: {seen}{rest}");
+    assert!(rest.contains("stopped watching"), "{seen}{rest}");
+}

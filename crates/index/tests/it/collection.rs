@@ -260,3 +260,76 @@ fn the_collection_corpus_greps_reads_and_lists_as_the_folder_in_memory_does() {
         assert_eq!((top[0].line_start, top[0].page), (1, 1));
     }
 }
+
+/// Polls `found` every 50 ms for at most 5 s (a ceiling for a loaded machine, not the 2 s the
+/// watcher aims at); returns how long it took, or `None`.
+fn within_5s(mut found: impl FnMut() -> bool) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        if found() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// A watched collection finds a file written into its folder, and forgets one deleted from it,
+/// without anyone running `update`; cancelling stops the watch cleanly.
+#[test]
+fn a_file_written_into_a_watched_folder_is_found_and_a_deleted_one_leaves_the_index() {
+    use quarry_index::collection::{watch, WatchOptions};
+    use quarry_index::{CancelToken, CollectionCorpus, Corpus};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("old.txt"), "the old memo\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), None).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+
+    let cancel = CancelToken::default();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let watching = {
+        let (cancel, row, data) = (cancel.clone(), row.clone(), data.path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut library = Library::open(&data).unwrap();
+            let options = WatchOptions { update: options(), ..Default::default() };
+            watch::watch(
+                &mut library,
+                &[row],
+                &options,
+                &mut |e| {
+                    if let quarry_index::collection::WatchEvent::Watching { .. } = e {
+                        let _ = started_tx.send(());
+                    }
+                },
+                &cancel,
+            )
+        })
+    };
+    started_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the watch starts");
+    let corpus = CollectionCorpus::new(Library::open(data.path()).unwrap(), row);
+    let grep = |pattern: &str| corpus.grep(pattern, false, false, None, 0).unwrap();
+
+    std::fs::write(dir.path().join("sub/new.txt"), "a zebra crossing\n").unwrap();
+    let took = within_5s(|| !grep("zebra").is_empty());
+    assert!(took.is_some(), "a new file is not found within 5 s");
+    assert_eq!(grep("zebra")[0].path, "sub/new.txt");
+
+    std::fs::remove_file(dir.path().join("old.txt")).unwrap();
+    // Gone from the index and from the catalog (the catalog applies a batch just after tantivy
+    // commits it, so both are polled).
+    let gone = || grep("old memo").is_empty() && corpus.files("*").unwrap() == ["sub/new.txt"];
+    if within_5s(gone).is_none() {
+        cancel.cancel();
+        panic!(
+            "a deleted file is still there after 5 s ({:?}); the watch ended with {:?}",
+            corpus.files("*"),
+            watching.join().unwrap()
+        );
+    }
+
+    cancel.cancel();
+    watching.join().unwrap().unwrap();
+}
