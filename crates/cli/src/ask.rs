@@ -33,7 +33,8 @@ pub struct AskArgs {
     /// or `rag` (`quarry_rlm::Mode` says why auto is the default).
     #[arg(long, value_parser = mode_parser(), default_value = "auto")]
     mode: Mode,
-    /// The folder to analyse (read now, file by file).
+    /// The folder to analyse, through its collection: indexed into one the first time (named
+    /// from the folder), brought up to date after, so a second question starts at once.
     #[arg(long, required_unless_present = "collection", conflicts_with = "collection")]
     folder: Option<PathBuf>,
     /// A collection to analyse (`quarry index add`): its text comes from the index, so
@@ -105,7 +106,18 @@ pub fn rerun_args(run: &quarry_index::history::Run, json: bool, no_history: bool
 
 pub async fn run(args: AskArgs) -> Result<ExitCode> {
     let folder = match (&args.folder, &args.collection) {
-        (Some(dir), _) => crate::progress::read_folder(dir, !args.no_ocr).await?,
+        (Some(dir), _) => {
+            let started = std::time::Instant::now();
+            let mut update = crate::index::UpdateArgs::default();
+            update.no_ocr = args.no_ocr;
+            let row = match crate::index::folder_collection(dir, &update).await? {
+                Ok(row) => row,
+                Err(code) => return Ok(code),
+            };
+            let folder = quarry_index::Library::open_default()?.folder(&row)?;
+            crate::progress::print_read(dir, &folder, started);
+            folder
+        }
         (None, Some(name)) => crate::index::folder(name)?,
         (None, None) => unreachable!("clap requires --folder or --collection"),
     };

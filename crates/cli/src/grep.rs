@@ -3,7 +3,8 @@
 //! semantics (quarry_index::collection::grep). It prints `path:line:text` as `rg` does, and
 //! `path:page:line:text` for paged documents (the page's label, the line within it); `--json`
 //! prints one match per line with its byte ranges. `--folder` uses the folder's collection,
-//! indexing it first when it has none. Exit code 1 when nothing matched, as `rg`.
+//! indexing it first when it has none and updating it when it has one
+//! (`crate::index::folder_collection`, shared with `quarry ask --folder`). Exit code 1 when nothing matched, as `rg`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,20 +45,12 @@ pub async fn run(args: GrepArgs) -> Result<ExitCode> {
     let mut library = Library::open_default()?;
     let row = match (&args.collection, &args.folder) {
         (Some(name), _) => library.get(name)?,
-        (None, Some(dir)) => match library.find_root(dir)? {
-            Some(row) => row,
-            None => {
-                let row = library.add(dir, None)?;
-                eprintln!("indexing {} as collection {} first", row.root.display(), row.name);
-                let options = crate::index::UpdateArgs::default().options();
-                let (report, code) = crate::index::update_with_bars(library, row.clone(), options).await?;
-                if code != ExitCode::SUCCESS {
-                    return Ok(code);
-                }
-                eprintln!("{} files indexed", report.indexed);
+        (None, Some(dir)) => match crate::index::folder_collection(dir, &Default::default()).await? {
+            Ok(row) => {
                 library = Library::open_default()?;
                 row
             }
+            Err(code) => return Ok(code),
         },
         (None, None) => unreachable!("clap requires --collection or --folder"),
     };

@@ -77,45 +77,9 @@ pub fn cancel_on_ctrl_c() -> (quarry_index::CancelToken, tokio::task::JoinHandle
     (cancel, watcher)
 }
 
-/// Reads `dir` through the confined extraction workers with a bar of files (and the page being
-/// OCR'd), then prints one line of what it holds: files and pages by format, and each skipped
-/// file with its reason. Ctrl-C stops the reading. `ocr` reads scanned pages with Tesseract.
-pub async fn read_folder(dir: &std::path::Path, ocr: bool) -> anyhow::Result<quarry_index::Folder> {
-    use quarry_index::{Folder, LoadEvent, LoadOptions};
-    let (cancel, watcher) = cancel_on_ctrl_c();
-    let tty = std::io::stderr().is_terminal();
-    let root = dir.to_path_buf();
-    let started = Instant::now();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let bar = if tty { ProgressBar::new(0) } else { ProgressBar::hidden() };
-        bar.set_style(
-            ProgressStyle::with_template("reading {bar:30} {pos}/{len} files, eta {eta} {wide_msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        let mut options = LoadOptions::default();
-        if let Some(config) = options.extractor.as_mut() {
-            config.ocr = ocr;
-        }
-        let folder = Folder::load_with(
-            &root,
-            &options,
-            &|e| match e {
-                LoadEvent::Walked { files } => bar.set_length(*files as u64),
-                LoadEvent::File { path, .. } => bar.set_message(path.clone()),
-                LoadEvent::Ocr { path, page, done, of } => {
-                    bar.set_message(format!("OCR {path} p. {page} ({done}/{of})"))
-                }
-                LoadEvent::Read { .. } => bar.inc(1),
-            },
-            Some(&cancel),
-        );
-        bar.finish_and_clear();
-        folder
-    })
-    .await;
-    watcher.abort();
-    let folder = loaded??;
+/// One line of what was read from `dir` (files, characters, formats, OCR, skipped, time), and
+/// each skipped file with its reason.
+pub fn print_read(dir: &std::path::Path, folder: &quarry_index::Folder, started: Instant) {
     let summary = folder.summary();
     let formats = match summary.formats.iter().all(|(f, ..)| f == "text") {
         true => String::new(),
@@ -133,5 +97,4 @@ pub async fn read_folder(dir: &std::path::Path, ocr: bool) -> anyhow::Result<qua
     for s in folder.skipped() {
         eprintln!("  skipped {}: {}", s.path, s.reason);
     }
-    Ok(folder)
 }

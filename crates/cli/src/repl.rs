@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use quarry_repl::{
-    Context, ContextDocument, DocumentsHost, Environment, HostFunctions, NoHost, Repl, ReplResult, SandboxConfig,
-};
+use quarry_repl::{Context, ContextDocument, Environment, HostFunctions, NoHost, Repl, ReplResult, SandboxConfig};
 
 #[derive(Args)]
 pub struct ReplArgs {
-    /// Bind this folder's documents to `context` (read-only) and serve files()/read()/grep() over it.
+    /// Bind this folder's documents to `context` (read-only) and serve files()/read()/grep()/search()
+    /// over it, exactly as the RLM's root model gets them.
     #[arg(long)]
     folder: Option<PathBuf>,
     /// Run this Python file in the sandbox and exit.
@@ -61,7 +60,8 @@ pub fn run(args: ReplArgs) -> Result<ExitCode> {
                     pages: quarry_rlm::page_marks(layout),
                 })
                 .collect();
-            let host = DocumentsHost { documents: docs.iter().map(|d| (d.path.clone(), d.text.clone())).collect() };
+            // The RLM's own document functions, over the same Corpus (quarry_rlm::CorpusHost).
+            let host = quarry_rlm::CorpusHost::new(Arc::new(quarry_index::MemoryCorpus::of_folder(&folder)));
             context = Some(Context::Documents(docs));
             Arc::new(host)
         }

@@ -30,11 +30,13 @@ use std::sync::{Mutex, OnceLock};
 
 pub mod bm25;
 pub mod collection;
+pub mod corpus;
 pub mod extract;
 pub mod history;
 
 pub use bm25::{passages, Bm25, Passage};
-pub use collection::{Library, UpdateEvent, UpdateOptions, UpdateReport};
+pub use collection::{GrepHit, Library, UpdateEvent, UpdateOptions, UpdateReport};
+pub use corpus::{CollectionCorpus, Corpus, CorpusStats, MemoryCorpus, SearchHit};
 pub use extract::host::CancelToken;
 pub use extract::{Extracted, Extractor, ExtractorConfig, Kind, Page, WorkerCommand};
 pub use history::History;
@@ -79,6 +81,12 @@ pub enum Error {
     /// A grep pattern or glob that does not parse.
     #[error("{pattern:?} is not a valid pattern: {message}")]
     Pattern { pattern: String, message: String },
+    /// `read` of a path the corpus does not hold.
+    #[error("no document named {path:?}; files() lists the documents there are")]
+    NoDocument { path: String },
+    /// `read` of a page a document does not have; `detail` says which pages it has.
+    #[error("{path} has no page {page}: {detail}")]
+    NoPage { path: String, page: String, detail: String },
     #[error("there is no collection named {name:?}; {}", known_names(known))]
     NoCollection { name: String, known: Vec<String> },
     #[error("the collection {name:?} already holds {}; choose another name with --name", root.display())]

@@ -143,8 +143,9 @@ pub struct NoHost;
 
 impl HostFunctions for NoHost {}
 
-/// `files`, `read`, `grep` and `search` over documents held in memory (substring matching, not
-/// the index): what `quarry repl --folder` offers, and the base of [`EchoHost`].
+/// `files`, `read`, `grep` and `search` over documents held in memory, by substring: the base of
+/// [`EchoHost`] for this crate's tests. `quarry repl --folder` and the RLM serve the real ones,
+/// ripgrep's grep and BM25, from `quarry_index::Corpus` (`quarry_rlm::CorpusHost`).
 #[derive(Debug, Default, Clone)]
 pub struct DocumentsHost {
     /// `(path, text)` pairs.

@@ -10,17 +10,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::CancelToken;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use quarry_index::{passages, Bm25, Document, Folder, Layout};
+use quarry_index::{Corpus, Document, Folder, Layout, MemoryCorpus};
 
 use quarry_llm::{ChatRequest, LanguageModel, ScoreRequest, Usage};
-use quarry_repl::{DocumentsHost, HostFunctions, HostResult, PageRef, Source};
+use quarry_repl::{HostFunctions, HostResult, PageRef, Source};
 use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::corpus_host::CorpusHost;
 use crate::rlm::{Rlm, RlmConfig};
 use crate::trajectory::{preview, Event};
 
@@ -41,36 +42,6 @@ const PREVIEW_CHARS: usize = 200;
 
 /// Scored prompts that count as one sub-call (see `llm_score`).
 const SCORES_PER_SUB_CALL: usize = 10;
-
-/// Longest hit text `grep` returns; a longer line is cut to a window around the match.
-const MAX_HIT_CHARS: usize = 400;
-
-/// `line`, or for a line longer than [`MAX_HIT_CHARS`] the window of it around the match at
-/// `start..end`, with `…` where it was cut (ripgrep's `--max-columns-preview`). Extracted Word
-/// paragraphs run to 3,000 characters: the 1.5B root printed ten hits of a contract's table of
-/// contents and never saw the eleventh, the one it needed; `read(path, line, line)` gives the
-/// whole line.
-fn hit_preview(line: &str, start: usize, end: usize) -> String {
-    if line.chars().count() <= MAX_HIT_CHARS {
-        return line.to_string();
-    }
-    let floor = |mut i: usize| {
-        while !line.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    };
-    let context = MAX_HIT_CHARS.saturating_sub(end - start) / 2;
-    let from = floor(start.saturating_sub(context));
-    // `end` is a char boundary, so flooring from at or past it never lands before it.
-    let to = floor((end + context).min(line.len()));
-    format!(
-        "{}{}{}",
-        if from > 0 { "\u{2026}" } else { "" },
-        &line[from..to],
-        if to < line.len() { "\u{2026}" } else { "" }
-    )
-}
 
 /// The shared counters a run reads after each execution.
 #[derive(Debug, Default)]
@@ -102,7 +73,11 @@ impl SubCallStats {
 pub struct RunHost {
     handle: Handle,
     sub: Arc<dyn LanguageModel>,
-    documents: DocumentsHost,
+    /// The run's documents, `(path, text)`: for child runs and the notes on empty greps.
+    documents: Vec<(String, String)>,
+    /// `grep`, `search`, `read` and `files`: the one [`Corpus`] `quarry repl --folder` serves
+    /// too, by default the documents in memory.
+    corpus: CorpusHost,
     /// The page layouts of paged documents (PDF, Office, EPUB, mail), by path: grep and search
     /// hits name their page, and `read(path, page=...)` reads one.
     layouts: HashMap<String, Layout>,
@@ -112,7 +87,6 @@ pub struct RunHost {
     cancel: CancelToken,
     events: UnboundedSender<Event>,
     recursion: Option<Recursion>,
-    bm25: OnceLock<Bm25>,
     /// When the run's wall-clock budget ends. Sub-calls are refused after it and cut off at it:
     /// the loop checks the clock only between turns, and one turn's batch of sub-calls ran a
     /// 300 s run to 396 s.
@@ -147,7 +121,8 @@ impl RunHost {
         RunHost {
             handle,
             sub,
-            documents: DocumentsHost { documents },
+            corpus: CorpusHost::new(Arc::new(memory_corpus(&documents, &HashMap::new()))),
+            documents,
             layouts: HashMap::new(),
             max_sub_calls,
             sub_max_tokens,
@@ -155,7 +130,6 @@ impl RunHost {
             cancel,
             events,
             recursion: None,
-            bm25: OnceLock::new(),
             deadline: None,
             sub_grammars: false,
             answered: Mutex::new(HashMap::new()),
@@ -168,26 +142,16 @@ impl RunHost {
 
     /// The layouts of the run's paged documents (text files need none: they are one page).
     pub fn with_layouts(mut self, layouts: HashMap<String, Layout>) -> RunHost {
+        self.corpus = CorpusHost::new(Arc::new(memory_corpus(&self.documents, &layouts)));
         self.layouts = layouts.into_iter().filter(|(_, l)| l.is_paged()).collect();
         self
     }
 
-    /// Adds `page` (the physical number) and `page_label` to a hit on a paged document, and
-    /// `page_line`, the hit's line counted within that page.
-    fn with_page(&self, mut hit: Value) -> Value {
-        let located = hit
-            .get("path")
-            .and_then(Value::as_str)
-            .and_then(|p| self.layouts.get(p))
-            .zip(hit.get("line").and_then(Value::as_u64))
-            .and_then(|(layout, line)| layout.locate(line as usize))
-            .map(|(page, line)| (page.number, page.label.clone(), line));
-        if let (Some((number, label, line)), Some(obj)) = (located, hit.as_object_mut()) {
-            obj.insert("page".into(), number.into());
-            obj.insert("page_label".into(), label.into());
-            obj.insert("page_line".into(), line.into());
-        }
-        hit
+    /// Serves `grep`, `search`, `read` and `files` from `corpus` (a collection's index) instead
+    /// of the documents in memory.
+    pub fn with_corpus(mut self, corpus: Arc<dyn Corpus>) -> RunHost {
+        self.corpus = CorpusHost::new(corpus);
+        self
     }
 
     /// Ends sub-calls at `deadline` (the run's wall-clock limit); a child run gets what is left.
@@ -221,7 +185,6 @@ impl RunHost {
                 let needle = w.to_lowercase();
                 let n = self
                     .documents
-                    .documents
                     .iter()
                     .filter(|(path, _)| glob.is_none_or(|g| quarry_repl::host::glob_matches(g, path)))
                     .flat_map(|(_, text)| text.lines())
@@ -248,7 +211,7 @@ impl RunHost {
 
     /// Whether `text` occurs (as written) in any document of the run.
     pub fn occurs(&self, text: &str) -> bool {
-        self.documents.documents.iter().any(|(_, t)| t.contains(text))
+        self.documents.iter().any(|(_, t)| t.contains(text))
     }
 
     /// Sends the grammars of `llm_query_batched` calls (from `llm_classify`) to the sub model (a local engine or a
@@ -286,7 +249,7 @@ impl RunHost {
             match context {
                 Some(text) => child.run_text(text, prompt, cancel, |_| {}).await,
                 None => {
-                    let parts = self.documents.documents.iter().map(|(path, text)| {
+                    let parts = self.documents.iter().map(|(path, text)| {
                         let layout =
                             self.layouts.get(path).cloned().unwrap_or_else(|| Layout::text(text.lines().count()));
                         (Document { path: path.clone(), text: text.clone() }, layout)
@@ -642,111 +605,46 @@ impl HostFunctions for RunHost {
         self.llm_query(&prompt, None)
     }
 
-    /// A regular expression per line (the `regex` crate's syntax, which matches Python's `re` for
-    /// everything a model writes in practice).
+    /// ripgrep's semantics, from the run's [`Corpus`] (see [`CorpusHost`]).
     fn grep(&self, pattern: &str, glob: Option<&str>, ignore_case: bool, max_results: usize) -> HostResult<Value> {
-        let re = regex::RegexBuilder::new(pattern)
-            .case_insensitive(ignore_case)
-            .build()
-            .map_err(|e| format!("bad pattern {pattern:?}: {e}"))?;
-        let mut hits = Vec::new();
-        'documents: for (path, text) in &self.documents.documents {
-            if glob.is_some_and(|g| !quarry_repl::host::glob_matches(g, path)) {
-                continue;
-            }
-            for (i, line) in text.lines().enumerate() {
-                if hits.len() >= max_results {
-                    break 'documents;
-                }
-                if let Some(m) = re.find(line) {
-                    let text = hit_preview(line, m.start(), m.end());
-                    hits.push(self.with_page(serde_json::json!({ "path": path, "line": i + 1, "text": text })));
-                }
-            }
-        }
-        self.note_hits(&hits);
+        let hits = self.corpus.grep(pattern, glob, ignore_case, max_results)?;
+        let hits = hits.as_array().map(Vec::as_slice).unwrap_or_default();
+        self.note_hits(hits);
         if hits.is_empty() {
             self.note_empty_grep(pattern, glob);
         }
-        Ok(Value::Array(hits))
+        Ok(Value::Array(hits.to_vec()))
     }
 
     /// BM25 over line-addressed passages of about 2,000 characters, best first.
     fn search(&self, query: &str, k: usize) -> HostResult<Value> {
-        let index = self.bm25.get_or_init(|| {
-            let docs: Vec<Document> = self
-                .documents
-                .documents
-                .iter()
-                .map(|(path, text)| Document { path: path.clone(), text: text.clone() })
-                .collect();
-            Bm25::new(passages(&docs, crate::rag::PASSAGE_CHARS))
-        });
-        let hits: Vec<Value> = index
-            .search(query, k)
-            .into_iter()
-            .map(|(score, p)| {
-                self.with_page(serde_json::json!({
-                    "path": p.path, "line": p.line_start, "line_end": p.line_end,
-                    "score": (score * 1000.0).round() / 1000.0, "text": p.text,
-                }))
-            })
-            .collect();
-        self.note_hits(&hits);
-        Ok(Value::Array(hits))
+        let hits = self.corpus.search(query, k)?;
+        self.note_hits(hits.as_array().map(Vec::as_slice).unwrap_or_default());
+        Ok(hits)
     }
 
     fn note_sources(&self, _call: &str, sources: &[Source]) {
         self.stats.note(sources.iter().cloned());
     }
 
-    /// With `page`, lines `start..=end` of that page (1-based within it); without, of the whole
-    /// document.
     fn read(&self, path: &str, start: Option<usize>, end: Option<usize>, page: Option<&PageRef>) -> HostResult<String> {
-        let Some(page) = page else { return self.documents.read(path, start, end, None) };
-        let Some(layout) = self.layouts.get(path) else {
-            return self.documents.read(path, start, end, Some(page));
-        };
-        let span = match page {
-            PageRef::Number(n) => layout.page(*n),
-            PageRef::Label(l) => layout.find_page(l),
-        }
-        .ok_or_else(|| {
-            let labels: Vec<&str> = layout.pages.iter().take(8).map(|p| p.label.as_str()).collect();
-            format!(
-                "{path} has no page {page}: its {} {}s are numbered 1 to {} (labels {}{})",
-                layout.pages.len(),
-                layout.format.unit(),
-                layout.pages.len(),
-                labels.join(", "),
-                if layout.pages.len() > 8 { ", ..." } else { "" }
-            )
-        })?;
-        if span.line_count == 0 {
-            return Ok(String::new());
-        }
-        let first = span.first_line + start.unwrap_or(1).max(1) - 1;
-        let last = span.first_line + end.unwrap_or(span.line_count).min(span.line_count) - 1;
-        if first > last {
-            return Ok(String::new());
-        }
-        self.documents.read(path, Some(first), Some(last), None)
+        self.corpus.read(path, start, end, page)
     }
 
     fn files(&self, glob: &str) -> HostResult<Vec<String>> {
-        self.documents.files(glob)
+        self.corpus.files(glob)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_long_hit_line_is_cut_to_a_window_around_its_match() {
-        let line = format!("{}needle{}", "a".repeat(1000), "é".repeat(1000));
-        let start = line.find("needle").unwrap();
-        let p = super::hit_preview(&line, start, start + 6);
-        assert!(p.starts_with('\u{2026}') && p.ends_with('\u{2026}') && p.contains("aaaneedleééé"), "{p}");
-        assert!(p.chars().count() <= super::MAX_HIT_CHARS + 2, "{}", p.chars().count());
-        assert_eq!(super::hit_preview("short needle", 6, 12), "short needle");
-    }
+/// The run's documents in memory, in their order, with their layouts (a text's when none).
+fn memory_corpus(documents: &[(String, String)], layouts: &HashMap<String, Layout>) -> MemoryCorpus {
+    let parts = documents
+        .iter()
+        .map(|(path, text)| {
+            let layout = layouts.get(path).cloned().unwrap_or_else(|| Layout::text(text.lines().count()));
+            (Document { path: path.clone(), text: text.clone() }, layout)
+        })
+        .collect();
+    // Paths are relative to the folder: `rg -g` globs anchor at an empty root the same way.
+    MemoryCorpus::new("", parts)
 }

@@ -140,3 +140,94 @@ fn ask_from_a_collection_names_the_known_ones_when_it_does_not_exist_and_takes_n
         String::from_utf8_lossy(&both.stderr)
     );
 }
+
+/// `quarry ask --folder` indexes the folder into a collection named from it, and a second
+/// question about the same folder (named by another path to it) reuses that collection with a
+/// no-change update: no file is read again and no batch is committed. The model file is broken,
+/// so each run stops right after the folder is ready, where the model would start.
+#[test]
+fn a_second_ask_about_the_same_folder_reads_no_file_again() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("memos");
+    std::fs::create_dir(&folder).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (name, text) in [("a.txt", "the storage room code is 7391\n"), ("b.txt", "lights off at 8pm\n")] {
+        std::fs::write(folder.join(name), text).unwrap();
+        // Older than the racy window, so an unchanged stat is trusted (update.rs, RACY_NS).
+        std::fs::File::options().write(true).open(folder.join(name)).unwrap().set_modified(hour_ago).unwrap();
+    }
+    let model = dir.path().join("broken.gguf");
+    std::fs::write(&model, "GGUF but not really").unwrap();
+    let ask = |path: &Path| {
+        let out =
+            quarry(data.path(), &["ask", "--folder", path.to_str().unwrap(), "--model", model.to_str().unwrap(), "hi"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.contains("broken.gguf is not a usable GGUF model file"), "it got to the model: {stderr}");
+        stderr
+    };
+    let generation = || {
+        let out = ok(quarry(data.path(), &["index", "status", "memos", "--json"]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["generation"].as_u64().unwrap(), v["indexed"].as_u64().unwrap())
+    };
+
+    let first = ask(&folder);
+    assert!(first.contains("as collection memos first"), "{first}");
+    assert!(first.contains("2 files, 2 read (2 indexed"), "{first}");
+    assert!(first.contains("Read ") && first.contains("2 files, "), "{first}");
+    let (after_first, indexed) = generation();
+    assert_eq!(indexed, 2);
+
+    let second = ask(&folder.join("..").join("memos"));
+    assert!(!second.contains("first"), "the collection is reused: {second}");
+    assert!(second.contains("2 files, 0 read") && second.contains("2 unchanged"), "{second}");
+    assert_eq!(generation().0, after_first, "no batch was committed: {second}");
+    let list = ok(quarry(data.path(), &["index", "list", "--json"]));
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 1, "one collection for one folder");
+}
+
+/// `quarry index watch` makes a file saved into the folder findable by `quarry grep` without an
+/// update (polled with a 5 s ceiling, not the 2 s the watcher aims at), and Ctrl-C stops it
+/// cleanly.
+#[test]
+fn index_watch_finds_a_saved_file_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "first\n").unwrap();
+    ok(quarry(data.path(), &["index", "add", dir.path().to_str().unwrap(), "--name", "live"]));
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["index", "watch", "live"])
+        .env("QUARRY_DATA_DIR", data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(watch.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("watching live") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "watch ended before watching: {seen}");
+        seen.push_str(&line);
+    }
+    std::fs::write(dir.path().join("b.txt"), "a saved zebra\n").unwrap();
+    let started = std::time::Instant::now();
+    let found = loop {
+        let out = quarry(data.path(), &["grep", "zebra", "--collection", "live"]);
+        if out.status.success() {
+            break Some(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let pid = watch.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = watch.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(found.as_deref(), Some("b.txt:1:a saved zebra\n"), "{seen}{rest}");
+    assert!(status.success(), "{status}: {seen}{rest}");
+    assert!(rest.contains("stopped watching"), "{seen}{rest}");
+}

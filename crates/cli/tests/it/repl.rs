@@ -45,6 +45,21 @@ fn repl_over_a_folder_sees_its_documents_read_only() {
     assert!(folder.join("a.txt").exists());
 }
 
+/// `quarry repl --folder` greps with regular expressions and ranks with BM25, as the RLM's root
+/// model does (it used to match substrings for both).
+#[test]
+fn repl_over_a_folder_greps_with_regexes_and_searches_by_bm25() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("docs");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.txt"), "the needle is 42\nhay\n").unwrap();
+    std::fs::write(folder.join("b.md"), "needle needle needle\nwhere the needle is not a number\n").unwrap();
+    let code = "print([(h['path'], h['line']) for h in grep(r'needle is \\d+')])\nprint([h['path'] for h in search('needle', k=2)])";
+    let folder_arg = folder.display().to_string();
+    let r = exec_json(dir.path(), code, &["--folder", &folder_arg]);
+    assert_eq!(r["stdout"], "[('a.txt', 1)]\n['b.md', 'a.txt']\n", "{r}");
+}
+
 #[test]
 fn repl_exec_reports_sandbox_denials_and_fails_without_json() {
     let dir = tempfile::tempdir().unwrap();

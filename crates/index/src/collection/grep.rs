@@ -203,7 +203,7 @@ pub const FIXED_PATTERNS: [FixedPattern; 50] = [
 ];
 
 /// Whether `path` (relative) passes the `-g` globs, its folders included, as `rg` walks.
-fn passes(overrides: &ignore::overrides::Override, root: &Path, path: &str) -> bool {
+pub(crate) fn passes(overrides: &ignore::overrides::Override, root: &Path, path: &str) -> bool {
     if overrides.is_empty() {
         return true;
     }
@@ -216,6 +216,60 @@ fn passes(overrides: &ignore::overrides::Override, root: &Path, path: &str) -> b
         }
     }
     !overrides.matched(root.join(path), false).is_ignore()
+}
+
+/// `rg`'s matcher for `pattern`: line terminator `\n`, `-i`, `-F`.
+pub(crate) fn matcher(pattern: &str, ignore_case: bool, fixed: bool) -> Result<RegexMatcher> {
+    RegexMatcherBuilder::new()
+        .case_insensitive(ignore_case)
+        .fixed_strings(fixed)
+        .line_terminator(Some(b'\n'))
+        .build(pattern)
+        .map_err(|e| Error::Pattern { pattern: pattern.into(), message: e.to_string() })
+}
+
+/// `rg -g` globs relative to `root`.
+pub(crate) fn overrides(root: &Path, globs: &[String]) -> Result<ignore::overrides::Override> {
+    let mut builder = ignore::overrides::OverrideBuilder::new(root);
+    for g in globs {
+        builder.add(g).map_err(|e| Error::Pattern { pattern: g.clone(), message: e.to_string() })?;
+    }
+    builder.build().map_err(|e| Error::Pattern { pattern: globs.join(" "), message: e.to_string() })
+}
+
+/// A matching line: its number (from 1), its text without the `\n`, its match ranges.
+pub(crate) type MatchingLine = (usize, String, Vec<[usize; 2]>);
+
+/// The matching lines of `text` (one document or one chunk, whole lines), numbered from 1, each
+/// with its match ranges: what `rg` prints for it.
+pub(crate) fn matching_lines(
+    lines: &mut grep_searcher::Searcher,
+    matcher: &RegexMatcher,
+    text: &str,
+) -> Result<Vec<MatchingLine>> {
+    let mut found = Vec::new();
+    lines
+        .search_slice(
+            matcher,
+            text.as_bytes(),
+            sinks::UTF8(|n, line| {
+                found.push((n as usize, line.strip_suffix('\n').unwrap_or(line).to_string()));
+                Ok(true)
+            }),
+        )
+        // A slice of a `str` gives the searcher no I/O to fail and no invalid UTF-8.
+        .map_err(|e| Error::Pattern { pattern: String::new(), message: format!("searching the text failed: {e}") })?;
+    Ok(found
+        .into_iter()
+        .map(|(n, text)| {
+            let mut ranges = Vec::new();
+            let _ = matcher.find_iter(text.as_bytes(), |m| {
+                ranges.push([m.start(), m.end()]);
+                true
+            });
+            (n, text, ranges)
+        })
+        .collect())
 }
 
 /// Which chunks can hold a match: every chunk, or those holding every trigram of an `And`,
@@ -435,23 +489,7 @@ fn search_file(
     let mut out = Vec::new();
     for (_, page, first_line, doc) in &docs {
         let text = doc.get_first(f.text).and_then(|v| v.as_str()).unwrap_or("");
-        let mut found = Vec::new();
-        lines
-            .search_slice(
-                matcher,
-                text.as_bytes(),
-                sinks::UTF8(|n, line| {
-                    found.push((n as usize, line.strip_suffix('\n').unwrap_or(line).to_string()));
-                    Ok(true)
-                }),
-            )
-            .map_err(|e| index_error(&e))?;
-        for (n, text) in found {
-            let mut ranges = Vec::new();
-            let _ = matcher.find_iter(text.as_bytes(), |m| {
-                ranges.push([m.start(), m.end()]);
-                true
-            });
+        for (n, text, ranges) in matching_lines(lines, matcher, text)? {
             out.push(RawHit { page: *page, line: first_line + n - 1, text, ranges });
         }
     }
@@ -461,18 +499,8 @@ fn search_file(
 impl Library {
     /// Searches a collection's text for `pattern`; see the module docs.
     pub fn grep(&self, collection: &CollectionRow, pattern: &str, options: &GrepOptions) -> Result<GrepReport> {
-        let matcher = RegexMatcherBuilder::new()
-            .case_insensitive(options.ignore_case)
-            .fixed_strings(options.fixed)
-            .line_terminator(Some(b'\n'))
-            .build(pattern)
-            .map_err(|e| Error::Pattern { pattern: pattern.into(), message: e.to_string() })?;
-        let mut globs = ignore::overrides::OverrideBuilder::new(&collection.root);
-        for g in &options.globs {
-            globs.add(g).map_err(|e| Error::Pattern { pattern: g.clone(), message: e.to_string() })?;
-        }
-        let overrides =
-            globs.build().map_err(|e| Error::Pattern { pattern: options.globs.join(" "), message: e.to_string() })?;
+        let matcher = matcher(pattern, options.ignore_case, options.fixed)?;
+        let overrides = overrides(&collection.root, &options.globs)?;
         let open = self.open_index(collection)?;
         let chunks = &open.chunks;
         let searcher = open.reader.searcher();

@@ -6,7 +6,8 @@
 //! index of the files' text in [`chunks`] (`collections/<id>/index`). [`update`] brings a
 //! collection up to date with its folder, in batches that survive `kill -9` at any moment: the
 //! catalog never says a file is indexed before tantivy committed it. [`Library::check`] verifies
-//! exactly that, and [`torture`] kills real indexing processes to prove it.
+//! exactly that, and [`torture`] kills real indexing processes to prove it. [`watch`] runs the
+//! update whenever a folder changes.
 //!
 //! ```no_run
 //! use quarry_index::{Library, UpdateOptions};
@@ -24,6 +25,7 @@ pub mod chunks;
 pub mod grep;
 pub mod torture;
 pub mod update;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ pub use catalog::{Catalog, CollectionRow, FileRow, Status};
 pub use chunks::Chunks;
 pub use grep::{FixedPattern, GrepHit, GrepOptions, GrepPath, GrepReport, FIXED_PATTERNS};
 pub use update::{UpdateEvent, UpdateOptions, UpdateReport};
+pub use watch::{WatchEvent, WatchOptions};
 
 use crate::{Document, Error, Folder, Layout, Result, Skipped};
 

@@ -190,3 +190,146 @@ fn grep_finds_the_lines_and_match_ranges_rg_finds_on_a_mirror_of_the_text() {
     let err = library.grep(&row, "(unclosed", &Default::default()).unwrap_err().to_string();
     assert!(err.contains("\"(unclosed\" is not a valid pattern"), "{err}");
 }
+
+/// The one `Corpus` over a collection's index answers as the same documents held in memory:
+/// the same grep hits (lines, pages, match ranges, glob), the same reads by line and by page,
+/// the same files and counts, and a search ranks the document that holds the words first.
+#[test]
+fn the_collection_corpus_greps_reads_and_lists_as_the_folder_in_memory_does() {
+    use quarry_index::corpus::PageRef;
+    use quarry_index::{CollectionCorpus, Corpus, MemoryCorpus};
+    let dir = tempfile::tempdir().unwrap();
+    data_room(dir.path());
+    std::fs::write(dir.path().join("zz.txt"), "a quokka is a marsupial\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), None).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+    let read =
+        Folder::load_with(dir.path(), &LoadOptions { extractor: Some(common::config(&[])), workers: 1 }, &|_| {}, None)
+            .unwrap();
+    let memory = MemoryCorpus::of_folder(&read);
+    let indexed = CollectionCorpus::new(library, row);
+    let corpora: [&dyn Corpus; 2] = [&memory, &indexed];
+
+    for (pattern, ignore_case, fixed, glob) in [
+        ("side", false, false, None),
+        (r"\d{4}", false, false, None),
+        ("BESIDE|inside", true, false, None),
+        ("e", false, false, Some("*.txt")),
+        ("a marsupial", false, true, None),
+    ] {
+        let [m, c] = corpora.map(|k| k.grep(pattern, ignore_case, fixed, glob, 0).unwrap());
+        assert_eq!(m, c, "{pattern}");
+        assert!(!m.is_empty(), "{pattern} finds nothing: the fixture no longer tests it");
+    }
+    let hits = memory.grep("inside|beside", false, false, Some("*.txt"), 0).unwrap();
+    assert_eq!(hits.iter().map(|h| (h.path.as_str(), h.line)).collect::<Vec<_>>(), [("a/x.txt", 1), ("a.txt", 1)]);
+    assert_eq!(memory.grep(r"\d", false, false, None, 2).unwrap().len(), 2, "max cuts the hits");
+    assert_eq!(memory.grep("e", false, false, Some("a/*.txt"), 0).unwrap()[0].path, "a/x.txt");
+    let card = memory.grep(r"\w", false, false, Some("*.pdf"), 0).unwrap();
+    assert!(!card.is_empty() && card.iter().all(|h| h.paged && h.path == "a/card.pdf"), "{card:?}");
+
+    for (path, start, end, page) in [
+        ("a.txt", None, None, None),
+        ("a.txt", Some(2), Some(2), None),
+        ("a/card.pdf", Some(1), Some(3), Some(PageRef::Number(1))),
+        ("deaths.xlsx", None, None, Some(PageRef::Number(2))),
+    ] {
+        let [m, c] = corpora.map(|k| k.read(path, start, end, page.as_ref()).map_err(|e| e.to_string()));
+        assert_eq!(m, c, "{path} {start:?}..{end:?} {page:?}");
+        assert!(m.as_ref().is_ok_and(|t| !t.is_empty()) || page.is_some(), "{path}: {m:?}");
+    }
+    assert_eq!(memory.read("a.txt", Some(2), Some(2), None).unwrap(), "no newline at the end");
+    for k in corpora {
+        assert!(k.read("nowhere.txt", None, None, None).unwrap_err().to_string().contains("no document named"));
+        assert!(k
+            .read("a.txt", None, None, Some(&PageRef::Number(3)))
+            .unwrap_err()
+            .to_string()
+            .contains("has no page 3"));
+    }
+    let [m, c] = corpora.map(|k| k.files("*.txt").unwrap());
+    assert_eq!((&m, &c), (&vec!["a/x.txt".to_string(), "a.txt".into(), "zz.txt".into()], &m));
+    let [m, c] = corpora.map(|k| k.stats().unwrap());
+    assert_eq!(m, c);
+    assert_eq!(m.files, 5);
+    for k in corpora {
+        let top = k.search("quokka", 3).unwrap();
+        assert_eq!(top[0].path, "zz.txt", "{top:?}");
+        assert_eq!((top[0].line_start, top[0].page), (1, 1));
+    }
+}
+
+/// Polls `found` every 50 ms for at most 5 s (a ceiling for a loaded machine, not the 2 s the
+/// watcher aims at); returns how long it took, or `None`.
+fn within_5s(mut found: impl FnMut() -> bool) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        if found() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// A watched collection finds a file written into its folder, and forgets one deleted from it,
+/// without anyone running `update`; cancelling stops the watch cleanly.
+#[test]
+fn a_file_written_into_a_watched_folder_is_found_and_a_deleted_one_leaves_the_index() {
+    use quarry_index::collection::{watch, WatchOptions};
+    use quarry_index::{CancelToken, CollectionCorpus, Corpus};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("old.txt"), "the old memo\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut library = Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), None).unwrap();
+    library.update(&row, &options(), &|_| {}, None).unwrap();
+
+    let cancel = CancelToken::default();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let watching = {
+        let (cancel, row, data) = (cancel.clone(), row.clone(), data.path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut library = Library::open(&data).unwrap();
+            let options = WatchOptions { update: options(), ..Default::default() };
+            watch::watch(
+                &mut library,
+                &[row],
+                &options,
+                &mut |e| {
+                    if let quarry_index::collection::WatchEvent::Watching { .. } = e {
+                        let _ = started_tx.send(());
+                    }
+                },
+                &cancel,
+            )
+        })
+    };
+    started_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the watch starts");
+    let corpus = CollectionCorpus::new(Library::open(data.path()).unwrap(), row);
+    let grep = |pattern: &str| corpus.grep(pattern, false, false, None, 0).unwrap();
+
+    std::fs::write(dir.path().join("sub/new.txt"), "a zebra crossing\n").unwrap();
+    let took = within_5s(|| !grep("zebra").is_empty());
+    assert!(took.is_some(), "a new file is not found within 5 s");
+    assert_eq!(grep("zebra")[0].path, "sub/new.txt");
+
+    std::fs::remove_file(dir.path().join("old.txt")).unwrap();
+    // Gone from the index and from the catalog (the catalog applies a batch just after tantivy
+    // commits it, so both are polled).
+    let gone = || grep("old memo").is_empty() && corpus.files("*").unwrap() == ["sub/new.txt"];
+    if within_5s(gone).is_none() {
+        cancel.cancel();
+        panic!(
+            "a deleted file is still there after 5 s ({:?}); the watch ended with {:?}",
+            corpus.files("*"),
+            watching.join().unwrap()
+        );
+    }
+
+    cancel.cancel();
+    watching.join().unwrap().unwrap();
+}

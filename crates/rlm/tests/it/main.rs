@@ -2,4 +2,5 @@
 //! against the real sandboxed REPL worker. The loop against the real 0.5B model lives with the
 //! `quarry` binary that serves it (crates/cli/tests/it/rlm_real_model.rs).
 
+mod corpus;
 mod scripted;
