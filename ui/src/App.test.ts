@@ -210,6 +210,23 @@ describe('Asking', () => {
     expect(target.querySelector<HTMLInputElement>('#folder-path')!.value).toBe('/data/none');
   });
 
+  it('Enter in the question asks, Shift+Enter does not', async () => {
+    mockedAppInfo.mockResolvedValue(INFO);
+    mockedAsk.mockReturnValue(new Promise(() => {}));
+    render();
+    await settle();
+    type('#folder-path', '/d');
+    type('#question', 'Q?');
+    const box = target.querySelector<HTMLTextAreaElement>('#question')!;
+    box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', shiftKey: true, bubbles: true, cancelable: true }));
+    flushSync();
+    expect(mockedAsk).not.toHaveBeenCalled();
+    box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }));
+    flushSync();
+    expect(mockedAsk).toHaveBeenCalledTimes(1);
+    expect(mockedAsk.mock.calls[0][0]).toMatchObject({ folder: '/d', question: 'Q?' });
+  });
+
   it('cancel asks the backend to stop the run', async () => {
     mockedAppInfo.mockResolvedValue(INFO);
     mockedAsk.mockReturnValue(new Promise(() => {}));
