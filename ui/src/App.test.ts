@@ -15,6 +15,11 @@ vi.mock('./ipc', () => ({
   historyShow: vi.fn(),
   historyRemove: vi.fn(),
   historyExport: vi.fn(),
+  downloadModel: vi.fn(),
+  pauseDownload: vi.fn(),
+  cancelDownload: vi.fn(),
+  deleteModel: vi.fn(),
+  importModel: vi.fn(),
 }));
 
 const mockedAppInfo = vi.mocked(appInfo);
@@ -34,7 +39,11 @@ const INFO: AppInfo = {
       params: '0.5B',
       quantization: 'Q4_K_M',
       size_bytes: 491400064,
+      license: 'Apache-2.0',
       installed: true,
+      partial_bytes: null,
+      default: true,
+      imported: false,
     },
     {
       id: 'qwen2.5-coder-1.5b-instruct-q4_k_m',
@@ -43,7 +52,11 @@ const INFO: AppInfo = {
       params: '1.5B',
       quantization: 'Q4_K_M',
       size_bytes: 1117320768,
+      license: 'Apache-2.0',
       installed: false,
+      partial_bytes: null,
+      default: true,
+      imported: false,
     },
   ],
 };

@@ -12,8 +12,16 @@ export type ModelInfo = {
   /** Parameter count as shown to people, e.g. "0.5B". */
   params: string;
   quantization: string;
-  size_bytes: number;
+  /** Exact size; null for a Hub model whose size is learned when it is downloaded. */
+  size_bytes: number | null;
+  license: string;
   installed: boolean;
+  /** Bytes of a paused (or interrupted) download, kept for resuming. */
+  partial_bytes: number | null;
+  /** One of the models Quarry uses when none is chosen: offered first on a first run. */
+  default: boolean;
+  /** Imported from the person's own file: deleting forgets it and leaves the file. */
+  imported: boolean;
 };
 
 /** What the `app_info` command returns. */
@@ -229,4 +237,51 @@ export async function historyRemove(id: number): Promise<void> {
 /** Saves a run where the person chooses; the path written, or null when they cancel. */
 export async function historyExport(id: number, format: ExportFormat): Promise<string | null> {
   return call<string | null>('history_export', { id, format });
+}
+
+/** What a model download reports while it runs (commands::models::DownloadEvent). */
+export type DownloadEvent =
+  | {
+      type: 'progress';
+      /** `verify`: the sha256 check of what was downloaded. */
+      phase: 'download' | 'verify';
+      done: number;
+      total: number | null;
+      bytes_per_second: number;
+      eta_seconds: number | null;
+    }
+  | { type: 'note'; message: string };
+
+/** How a download ended when it did not fail (commands::models::DownloadOutcome). */
+export type DownloadOutcome =
+  | { status: 'installed'; path: string; size_bytes: number }
+  | { status: 'paused'; partial_bytes: number }
+  | { status: 'cancelled' };
+
+/** Downloads a catalog model with the same code as `quarry models fetch`; resumes a paused one. */
+export async function downloadModel(id: string, onEvent: (e: DownloadEvent) => void): Promise<DownloadOutcome> {
+  if (!inTauri()) throw new Error(NOT_IN_APP_MESSAGE);
+  const channel = new Channel<DownloadEvent>();
+  channel.onmessage = onEvent;
+  return call<DownloadOutcome>('download_model', { id, onEvent: channel });
+}
+
+/** Pauses a download, keeping what it has; true when one was running. */
+export async function pauseDownload(id: string): Promise<boolean> {
+  return call<boolean>('pause_download', { id });
+}
+
+/** Cancels a running or paused download and deletes what it downloaded. */
+export async function cancelDownload(id: string): Promise<void> {
+  return call<void>('cancel_download', { id });
+}
+
+/** Deletes a model's file (an imported one is only forgotten); the bytes freed. */
+export async function deleteModel(id: string): Promise<number> {
+  return call<number>('delete_model', { id });
+}
+
+/** "Import a GGUF": the native file dialog, then the import; the new model's id, or null. */
+export async function importModel(): Promise<string | null> {
+  return call<string | null>('import_model');
 }
