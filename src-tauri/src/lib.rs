@@ -31,7 +31,10 @@ pub fn run() {
             commands::models::pause_download,
             commands::models::cancel_download,
             commands::models::delete_model,
-            commands::models::import_model
+            commands::models::import_model,
+            commands::settings::get_settings,
+            commands::settings::save_settings,
+            commands::settings::test_model_connection
         ])
         .build(tauri::generate_context!())
         .map(|app| {

@@ -20,6 +20,9 @@ vi.mock('./ipc', () => ({
   cancelDownload: vi.fn(),
   deleteModel: vi.fn(),
   importModel: vi.fn(),
+  getSettings: vi.fn(() => new Promise(() => {})),
+  saveSettings: vi.fn(),
+  testConnection: vi.fn(),
 }));
 
 const mockedAppInfo = vi.mocked(appInfo);

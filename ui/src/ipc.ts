@@ -285,3 +285,46 @@ export async function deleteModel(id: string): Promise<number> {
 export async function importModel(): Promise<string | null> {
   return call<string | null>('import_model');
 }
+
+/** Where a role's model runs (commands::settings). */
+export type ModelSource = 'local' | 'endpoint';
+
+export type ModelSetting = {
+  source: ModelSource;
+  /** A catalog id for a local model ('' is the default), or the model's name at the endpoint. */
+  model: string;
+  url: string;
+  /** Whether an API key is stored; the key itself never reaches the window. */
+  has_key: boolean;
+};
+
+export type Theme = 'light' | 'dark' | 'system';
+
+export type Settings = {
+  root: ModelSetting;
+  sub: ModelSetting;
+  /** null: the engine's own choice. */
+  threads: number | null;
+  ctx_size: number;
+  gpu_layers: number;
+  budgets: { max_iterations: number; max_sub_calls: number; max_seconds: number };
+  ocr: boolean;
+  theme: Theme;
+};
+
+/** A key per role: null keeps the stored one, '' removes it. */
+export type SaveSettings = { settings: Settings; root_key: string | null; sub_key: string | null };
+
+export async function getSettings(): Promise<Settings> {
+  return call<Settings>('get_settings');
+}
+
+/** Saves the settings (and keys); the settings as now stored. */
+export async function saveSettings(request: SaveSettings): Promise<Settings> {
+  return call<Settings>('save_settings', { request });
+}
+
+/** Asks the role's endpoint for one token; a sentence saying it answered. */
+export async function testConnection(role: 'root' | 'sub', setting: ModelSetting): Promise<string> {
+  return call<string>('test_model_connection', { role, setting });
+}

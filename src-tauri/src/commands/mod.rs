@@ -13,6 +13,7 @@ use quarry_rlm::{Answer, Event};
 pub mod ask;
 pub mod history;
 pub mod models;
+pub mod settings;
 
 pub use ask::{AskRequest, AskState};
 pub use history::HistoryQuery;

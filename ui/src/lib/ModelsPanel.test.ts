@@ -106,7 +106,9 @@ describe('Models panel', () => {
     expect(sub.querySelector('.license')?.textContent).toBe('Apache-2.0');
     expect(sub.querySelector('.status')?.textContent?.trim()).toBe('not installed');
     expect(button(SUB.id, 'Download')).toBeTruthy();
-    expect(target.querySelector('#other-models')?.textContent).toContain('size learned at download');
+    const big = row(BIG.id).querySelector<HTMLElement>('.size')!;
+    expect(big.textContent).toBe('—');
+    expect(big.title).toBe('learned when it is downloaded');
   });
 
   it('shows a download live: bytes, rate, time left, then installed', async () => {
