@@ -16,6 +16,7 @@ pub fn run() {
     let on_exit = asking.clone();
     let result = tauri::Builder::default()
         .manage(asking)
+        .manage(std::sync::Arc::new(commands::models::Downloads::default()))
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::ask,
@@ -25,7 +26,15 @@ pub fn run() {
             commands::history_show,
             commands::history_search,
             commands::history_rm,
-            commands::history_export
+            commands::history_export,
+            commands::models::download_model,
+            commands::models::pause_download,
+            commands::models::cancel_download,
+            commands::models::delete_model,
+            commands::models::import_model,
+            commands::settings::get_settings,
+            commands::settings::save_settings,
+            commands::settings::test_model_connection
         ])
         .build(tauri::generate_context!())
         .map(|app| {

@@ -40,6 +40,13 @@ export QUARRY_APP="$APP" QUARRY_E2E_OUT="$OUT" QUARRY_E2E_PORT="$PORT"
 # The window records every question in the history: the test's go under target, never the user's.
 export QUARRY_DATA_DIR="${QUARRY_DATA_DIR:-$OUT/data}"
 
+# The models step downloads a small file registered as a test model from a local stand-in for the
+# Hub (HF_ENDPOINT), through the same fetch code as `quarry models fetch`, into a models folder of
+# the test's own; the real models the answering step needs are linked into it, not copied.
+REAL_MODELS="${QUARRY_MODELS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/quarry/models}"
+export QUARRY_MODELS_DIR="$OUT/models" QUARRY_E2E_TEST_MODEL="e2e-tiny-model"
+command -v python3 >/dev/null 2>&1 || die "python3 is missing (it serves the test model as the Hub would)."
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_open "$PORT" && die "port $PORT is already in use (another tauri-driver?); set QUARRY_E2E_PORT."
 port_open "$NATIVE_PORT" && die "port $NATIVE_PORT (native WebDriver) is already in use; set QUARRY_E2E_PORT."
@@ -50,11 +57,37 @@ if [[ ! -d "$HERE/node_modules/webdriverio" ]]; then
 fi
 
 mkdir -p "$OUT"
-rm -f "$OUT/window.png" "$OUT/screen.png"
+rm -f "$OUT/window.png" "$OUT/screen.png" "$OUT/models.png" "$OUT/models-first-run.png"
+rm -rf "$QUARRY_MODELS_DIR" "$OUT/hub"
+mkdir -p "$QUARRY_MODELS_DIR" "$OUT/hub/quarry-e2e/tiny/resolve/main"
+for f in "$REAL_MODELS"/*.gguf; do
+  [[ -e "$f" ]] && ln -s "$f" "$QUARRY_MODELS_DIR/"
+done
+# 8 MiB of random bytes: big enough for several progress events, small enough for any machine.
+TINY="$OUT/hub/quarry-e2e/tiny/resolve/main/tiny.gguf"
+head -c 8388608 /dev/urandom >"$TINY"
+cat >"$QUARRY_MODELS_DIR/local.toml" <<TOML
+[[model]]
+id = "$QUARRY_E2E_TEST_MODEL"
+name = "E2E tiny test model"
+params = "8M"
+quantization = "Q8_0"
+file = "$QUARRY_E2E_TEST_MODEL.gguf"
+size = $(stat -c %s "$TINY")
+sha256 = "$(sha256sum "$TINY" | cut -d' ' -f1)"
+license = "MIT"
+role = "sub"
+
+[[model.sources]]
+kind = "huggingface"
+repo = "quarry-e2e/tiny"
+file = "tiny.gguf"
+TOML
 
 # --- background services, always cleaned up --------------------------------------------------
 XVFB_PID=""
 DRIVER_PID=""
+HUB_PID=""
 TMP="$(mktemp -d)"
 cleanup() {
   local code=$?
@@ -63,6 +96,10 @@ cleanup() {
     kill -TERM "$DRIVER_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.1; done
     wait "$DRIVER_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$HUB_PID" ]] && kill -0 "$HUB_PID" 2>/dev/null; then
+    kill -TERM "$HUB_PID" 2>/dev/null || true
+    wait "$HUB_PID" 2>/dev/null || true
   fi
   if [[ -n "$XVFB_PID" ]] && kill -0 "$XVFB_PID" 2>/dev/null; then
     kill -TERM "$XVFB_PID" 2>/dev/null || true
@@ -74,6 +111,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The Hub stand-in on a port the kernel picks; http.server prints it once it listens.
+python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$OUT/hub" >"$OUT/hub.log" 2>&1 </dev/null &
+HUB_PID=$!
+HUB_PORT=""
+for _ in $(seq 1 100); do
+  HUB_PORT="$(sed -n 's/.* port \([0-9][0-9]*\).*/\1/p' "$OUT/hub.log" | head -1)"
+  [[ -n "$HUB_PORT" ]] && break
+  kill -0 "$HUB_PID" 2>/dev/null || die "the local Hub (python3 -m http.server) exited at start (see $OUT/hub.log)."
+  sleep 0.1
+done
+[[ -n "$HUB_PORT" ]] || die "the local Hub did not start within 10 s (see $OUT/hub.log)."
+export HF_ENDPOINT="http://127.0.0.1:$HUB_PORT"
+echo "e2e: test models in $QUARRY_MODELS_DIR, Hub stand-in at $HF_ENDPOINT"
 
 # Xvfb picks a free display itself and writes its number to fd 5 once it accepts clients.
 Xvfb -displayfd 5 -screen 0 1280x800x24 -nolisten tcp 5>"$TMP/display" >"$OUT/xvfb.log" 2>&1 </dev/null &

@@ -85,6 +85,35 @@ describe('Quarry desktop window', () => {
     assert.equal((await row.$('code').getText()).trim(), MODEL_ID);
   });
 
+  it('downloads a model from the Hub with progress to done, through the fetch code', async () => {
+    // run.sh registered this model and serves its file from a local stand-in for the Hub.
+    const id = process.env.QUARRY_E2E_TEST_MODEL;
+    assert.ok(id, 'QUARRY_E2E_TEST_MODEL is unset: run this test through run.sh');
+    const row = `#models .model[data-model-id="${id}"]`;
+    await (await browser.$(row)).waitForExist({ timeout: BACKEND_TIMEOUT_MS });
+    assert.equal((await browser.$(`${row} .status`).getText()).trim(), 'not installed');
+    await browser.execute(() => document.getElementById('models')?.scrollIntoView());
+    screenCapture(join(OUT, 'models-first-run.png'));
+    await (await browser.$(`${row} button.download`)).click();
+    try {
+      await browser.waitUntil(async () => (await browser.$(`${row} .status`).getText()).trim() === 'installed', {
+        timeout: 120_000,
+      });
+    } catch (e) {
+      const alert = await browser.$(`${row} [role="alert"]`);
+      const why = (await alert.isExisting()) ? `; the UI shows: ${await alert.getText()}` : '';
+      throw new Error(`${id} was not installed within 120 s${why}`, { cause: e });
+    }
+    assert.match(await (await browser.$('#models-note')).getText(), /installed and its sha256 checked/);
+    assert.ok(
+      existsSync(join(process.env.QUARRY_MODELS_DIR, `${id}.gguf`)),
+      'the downloaded file is in the models folder',
+    );
+    assert.match(await (await browser.$(`${row} button.delete`)).getText(), /^Delete \(8\.0 MiB\)$/);
+    await browser.execute(() => document.getElementById('models')?.scrollIntoView());
+    screenCapture(join(OUT, 'models.png'));
+  });
+
   it('answers a question about a folder with the real model, the REPL and checked sources', async () => {
     // The folder the CLI's RLM test uses: a needle that `grep` finds among five reports.
     const folder = mkdtempSync(join(tmpdir(), 'quarry-e2e-'));

@@ -15,6 +15,14 @@ vi.mock('./ipc', () => ({
   historyShow: vi.fn(),
   historyRemove: vi.fn(),
   historyExport: vi.fn(),
+  downloadModel: vi.fn(),
+  pauseDownload: vi.fn(),
+  cancelDownload: vi.fn(),
+  deleteModel: vi.fn(),
+  importModel: vi.fn(),
+  getSettings: vi.fn(() => new Promise(() => {})),
+  saveSettings: vi.fn(),
+  testConnection: vi.fn(),
 }));
 
 const mockedAppInfo = vi.mocked(appInfo);
@@ -34,7 +42,11 @@ const INFO: AppInfo = {
       params: '0.5B',
       quantization: 'Q4_K_M',
       size_bytes: 491400064,
+      license: 'Apache-2.0',
       installed: true,
+      partial_bytes: null,
+      default: true,
+      imported: false,
     },
     {
       id: 'qwen2.5-coder-1.5b-instruct-q4_k_m',
@@ -43,7 +55,11 @@ const INFO: AppInfo = {
       params: '1.5B',
       quantization: 'Q4_K_M',
       size_bytes: 1117320768,
+      license: 'Apache-2.0',
       installed: false,
+      partial_bytes: null,
+      default: true,
+      imported: false,
     },
   ],
 };
@@ -208,6 +224,23 @@ describe('Asking', () => {
     await settle();
     expect(target.querySelector('#ask-error')?.textContent).toBe('/data/none is not a folder');
     expect(target.querySelector<HTMLInputElement>('#folder-path')!.value).toBe('/data/none');
+  });
+
+  it('Enter in the question asks, Shift+Enter does not', async () => {
+    mockedAppInfo.mockResolvedValue(INFO);
+    mockedAsk.mockReturnValue(new Promise(() => {}));
+    render();
+    await settle();
+    type('#folder-path', '/d');
+    type('#question', 'Q?');
+    const box = target.querySelector<HTMLTextAreaElement>('#question')!;
+    box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', shiftKey: true, bubbles: true, cancelable: true }));
+    flushSync();
+    expect(mockedAsk).not.toHaveBeenCalled();
+    box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }));
+    flushSync();
+    expect(mockedAsk).toHaveBeenCalledTimes(1);
+    expect(mockedAsk.mock.calls[0][0]).toMatchObject({ folder: '/d', question: 'Q?' });
   });
 
   it('cancel asks the backend to stop the run', async () => {

@@ -12,8 +12,16 @@ export type ModelInfo = {
   /** Parameter count as shown to people, e.g. "0.5B". */
   params: string;
   quantization: string;
-  size_bytes: number;
+  /** Exact size; null for a Hub model whose size is learned when it is downloaded. */
+  size_bytes: number | null;
+  license: string;
   installed: boolean;
+  /** Bytes of a paused (or interrupted) download, kept for resuming. */
+  partial_bytes: number | null;
+  /** One of the models Quarry uses when none is chosen: offered first on a first run. */
+  default: boolean;
+  /** Imported from the person's own file: deleting forgets it and leaves the file. */
+  imported: boolean;
 };
 
 /** What the `app_info` command returns. */
@@ -229,4 +237,94 @@ export async function historyRemove(id: number): Promise<void> {
 /** Saves a run where the person chooses; the path written, or null when they cancel. */
 export async function historyExport(id: number, format: ExportFormat): Promise<string | null> {
   return call<string | null>('history_export', { id, format });
+}
+
+/** What a model download reports while it runs (commands::models::DownloadEvent). */
+export type DownloadEvent =
+  | {
+      type: 'progress';
+      /** `verify`: the sha256 check of what was downloaded. */
+      phase: 'download' | 'verify';
+      done: number;
+      total: number | null;
+      bytes_per_second: number;
+      eta_seconds: number | null;
+    }
+  | { type: 'note'; message: string };
+
+/** How a download ended when it did not fail (commands::models::DownloadOutcome). */
+export type DownloadOutcome =
+  | { status: 'installed'; path: string; size_bytes: number }
+  | { status: 'paused'; partial_bytes: number }
+  | { status: 'cancelled' };
+
+/** Downloads a catalog model with the same code as `quarry models fetch`; resumes a paused one. */
+export async function downloadModel(id: string, onEvent: (e: DownloadEvent) => void): Promise<DownloadOutcome> {
+  if (!inTauri()) throw new Error(NOT_IN_APP_MESSAGE);
+  const channel = new Channel<DownloadEvent>();
+  channel.onmessage = onEvent;
+  return call<DownloadOutcome>('download_model', { id, onEvent: channel });
+}
+
+/** Pauses a download, keeping what it has; true when one was running. */
+export async function pauseDownload(id: string): Promise<boolean> {
+  return call<boolean>('pause_download', { id });
+}
+
+/** Cancels a running or paused download and deletes what it downloaded. */
+export async function cancelDownload(id: string): Promise<void> {
+  return call<void>('cancel_download', { id });
+}
+
+/** Deletes a model's file (an imported one is only forgotten); the bytes freed. */
+export async function deleteModel(id: string): Promise<number> {
+  return call<number>('delete_model', { id });
+}
+
+/** "Import a GGUF": the native file dialog, then the import; the new model's id, or null. */
+export async function importModel(): Promise<string | null> {
+  return call<string | null>('import_model');
+}
+
+/** Where a role's model runs (commands::settings). */
+export type ModelSource = 'local' | 'endpoint';
+
+export type ModelSetting = {
+  source: ModelSource;
+  /** A catalog id for a local model ('' is the default), or the model's name at the endpoint. */
+  model: string;
+  url: string;
+  /** Whether an API key is stored; the key itself never reaches the window. */
+  has_key: boolean;
+};
+
+export type Theme = 'light' | 'dark' | 'system';
+
+export type Settings = {
+  root: ModelSetting;
+  sub: ModelSetting;
+  /** null: the engine's own choice. */
+  threads: number | null;
+  ctx_size: number;
+  gpu_layers: number;
+  budgets: { max_iterations: number; max_sub_calls: number; max_seconds: number };
+  ocr: boolean;
+  theme: Theme;
+};
+
+/** A key per role: null keeps the stored one, '' removes it. */
+export type SaveSettings = { settings: Settings; root_key: string | null; sub_key: string | null };
+
+export async function getSettings(): Promise<Settings> {
+  return call<Settings>('get_settings');
+}
+
+/** Saves the settings (and keys); the settings as now stored. */
+export async function saveSettings(request: SaveSettings): Promise<Settings> {
+  return call<Settings>('save_settings', { request });
+}
+
+/** Asks the role's endpoint for one token; a sentence saying it answered. */
+export async function testConnection(role: 'root' | 'sub', setting: ModelSetting): Promise<string> {
+  return call<string>('test_model_connection', { role, setting });
 }

@@ -216,6 +216,30 @@ pub fn register_local(models_dir: &Path, entry: ModelEntry) -> Result<()> {
     Ok(())
 }
 
+/// Removes `id` from `models_dir/local.toml` (an imported model forgotten; its file stays where
+/// the user keeps it); true when it was registered there.
+pub fn unregister_local(models_dir: &Path, id: &str) -> Result<bool> {
+    let path = models_dir.join(LOCAL_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(&path)(e)),
+    };
+    let mut file = toml::from_str::<CatalogFile>(&text)
+        .map_err(|e| Error::Catalog { path: path.clone(), message: one_line(&e.to_string()) })?;
+    let before = file.models.len();
+    file.models.retain(|m| m.id != id);
+    if file.models.len() == before {
+        return Ok(false);
+    }
+    let text =
+        toml::to_string_pretty(&file).map_err(|e| Error::Catalog { path: path.clone(), message: e.to_string() })?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(Error::io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
+    Ok(true)
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -283,5 +307,12 @@ mod tests {
         let c = Catalog::load(dir.path()).unwrap();
         assert_eq!(c.get("qwen2.5-coder-7b-instruct-q4_k_m").unwrap().size, Some(42));
         assert_eq!(c.models().iter().filter(|m| m.id == "my-model").count(), 1);
+
+        // Forgetting the import leaves the other registration alone.
+        assert!(unregister_local(dir.path(), "my-model").unwrap());
+        assert!(!unregister_local(dir.path(), "my-model").unwrap());
+        let c = Catalog::load(dir.path()).unwrap();
+        assert!(c.get("my-model").is_err());
+        assert_eq!(c.get("qwen2.5-coder-7b-instruct-q4_k_m").unwrap().size, Some(42));
     }
 }

@@ -12,6 +12,8 @@ use quarry_rlm::{Answer, Event};
 
 pub mod ask;
 pub mod history;
+pub mod models;
+pub mod settings;
 
 pub use ask::{AskRequest, AskState};
 pub use history::HistoryQuery;
@@ -52,7 +54,14 @@ pub struct ModelInfo {
     pub params: String,
     pub quantization: String,
     pub size_bytes: Option<u64>,
+    pub license: String,
     pub installed: bool,
+    /// Bytes of a paused (or interrupted) download kept for resuming.
+    pub partial_bytes: Option<u64>,
+    /// One of the models Quarry uses when none is chosen: offered first on a first run.
+    pub default: bool,
+    /// Imported from the person's own file (deleting forgets it, the file stays).
+    pub imported: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,7 +89,11 @@ pub fn app_info_for(store: &ModelStore) -> Result<AppInfo, CommandError> {
             params: m.params.clone(),
             quantization: m.quantization.clone(),
             size_bytes: m.size,
+            license: m.license.clone(),
             installed: matches!(store.status(m), Status::Installed { .. }),
+            partial_bytes: models::partial_bytes(store, m),
+            default: !m.default_for.is_empty(),
+            imported: m.path.is_some(),
         })
         .collect();
     Ok(AppInfo { version: env!("CARGO_PKG_VERSION").into(), models_dir: store.dir().display().to_string(), models })
@@ -187,6 +200,10 @@ mod tests {
         assert!(!small.installed);
         assert_eq!(small.size_bytes, Some(491_400_064));
         assert_eq!(small.role, "sub");
+        assert_eq!(small.license, "Apache-2.0");
+        assert!(small.default && !small.imported && small.partial_bytes.is_none());
+        let defaults: Vec<_> = info.models.iter().filter(|m| m.default).map(|m| m.role.as_str()).collect();
+        assert_eq!(defaults, ["sub", "root"], "a first run offers one model per role");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { errorMessage, formatBytes, roleLabel } from './format';
+import { errorMessage, formatBytes, formatEta, formatRate, roleLabel } from './format';
 
 describe('formatBytes', () => {
   it.each([
@@ -38,5 +38,19 @@ describe('errorMessage', () => {
     expect(errorMessage(new Error('boom'))).toBe('boom');
     expect(errorMessage('plain')).toBe('plain');
     expect(errorMessage({ code: 3 })).toBe('{"code":3}');
+  });
+});
+
+describe('download rates and time left', () => {
+  it('says the rate in binary units per second and the time left in words', () => {
+    expect(formatRate(12.3 * 1024 ** 2)).toBe('12.3 MiB/s');
+    expect(formatEta(44.2)).toBe('45 s left');
+    expect(formatEta(185)).toBe('3 min left');
+    expect(formatEta(3900)).toBe('1 h 5 min left');
+  });
+
+  it('says nothing when the time left is unknown', () => {
+    expect(formatEta(null)).toBe('');
+    expect(formatEta(Number.POSITIVE_INFINITY)).toBe('');
   });
 });

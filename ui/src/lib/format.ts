@@ -21,6 +21,21 @@ export function formatBytes(n: number): string {
   return `${value.toFixed(1)} ${UNITS[unit]}`;
 }
 
+/** A download rate: "12.3 MiB/s". */
+export function formatRate(bytesPerSecond: number): string {
+  return `${formatBytes(bytesPerSecond)}/s`;
+}
+
+/** Time left as people say it: "45 s left", "3 min left", "1 h 5 min left". */
+export function formatEta(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds) || seconds < 0) return '';
+  const s = Math.ceil(seconds);
+  if (s < 60) return `${s} s left`;
+  const min = Math.round(s / 60);
+  if (min < 60) return `${min} min left`;
+  return `${Math.floor(min / 60)} h ${min % 60} min left`;
+}
+
 /** "root" -> "Root model", "sub" -> "Sub-model"; anything else is shown as given. */
 export function roleLabel(role: string): string {
   switch (role) {
