@@ -189,6 +189,23 @@ struct Task {
     abs: PathBuf,
     old: Option<FileRow>,
     warning: Option<String>,
+    /// Read again whatever its bytes: it was read with OCR the other way ([`read_with_other_ocr`]).
+    reread: bool,
+}
+
+/// Whether `file` was read with OCR set the other way from `ocr`: it holds pages read by OCR
+/// and OCR is now off, or pages left empty because OCR was off and it is now on. Its bytes are
+/// the same, but its text would not be: `quarry ask --folder DIR --no-ocr` after a question
+/// with OCR went on citing OCR text (cli test `ask_reads_scanned_pages_by_ocr_unless_told_not_to`).
+fn read_with_other_ocr(file: &FileRow, ocr: bool) -> bool {
+    let turned_off = |note: &str| note.contains(crate::extract::ocr::TURNED_OFF);
+    if ocr && file.reason.as_deref().is_some_and(turned_off) {
+        return true;
+    }
+    let Some(layout) = file.layout.as_deref().and_then(|l| serde_json::from_str::<crate::Layout>(l).ok()) else {
+        return false;
+    };
+    layout.pages.iter().any(|p| if ocr { p.note.as_deref().is_some_and(turned_off) } else { p.ocr })
 }
 
 enum Outcome {
@@ -241,7 +258,7 @@ fn read_one(
             })
         }
     };
-    if let Some(old) = &task.old {
+    if let Some(old) = task.old.as_ref().filter(|_| !task.reread) {
         if old.status != Status::Pending && old.hash.as_deref() == Some(hash.as_str()) {
             return Ok(Outcome::Same { size, mtime, read });
         }
@@ -451,6 +468,7 @@ pub fn update(
     }
 
     // Walk and compare.
+    let ocr = options.extractor.as_ref().is_some_and(|c| c.ocr);
     let (candidates, skipped) = crate::walk(root);
     let known: HashMap<String, FileRow> = catalog.files(id)?.into_iter().map(|f| (f.path.clone(), f)).collect();
     let mut seen: HashSet<&str> = HashSet::new();
@@ -462,12 +480,14 @@ pub fn update(
         seen.insert(c.rel.as_str());
         let old = known.get(&c.rel);
         let stat = std::fs::metadata(&c.abs).ok().map(|m| (m.len(), mtime_ns(&m)));
+        let reread = old.is_some_and(|o| read_with_other_ocr(o, ocr));
         let fresh = match (old, stat) {
             (Some(o), Some((size, mtime))) => {
                 o.status != Status::Pending
                     && o.size == Some(size)
                     && o.mtime_ns == Some(mtime)
                     && o.read_ns.is_some_and(|r| mtime + RACY_NS <= r)
+                    && !reread
             }
             _ => false,
         };
@@ -485,6 +505,7 @@ pub fn update(
             abs: c.abs.clone(),
             old: old.cloned(),
             warning: c.warning.clone(),
+            reread,
         });
     }
     // Files the walk passed over keep a row with their reason ("every file indexed or listed").
@@ -534,7 +555,8 @@ pub fn update(
     }
     for (fid, s) in walk_failures {
         let fid = if fid == 0 { ids[&s.path] } else { fid };
-        let task = Task { id: fid, rel: s.path.clone(), abs: root.join(&s.path), old: None, warning: None };
+        let task =
+            Task { id: fid, rel: s.path.clone(), abs: root.join(&s.path), old: None, warning: None, reread: false };
         w.fail(&task, s.reason.clone(), None, None, now_ns(), None, None, progress);
     }
 
