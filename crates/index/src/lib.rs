@@ -275,6 +275,20 @@ pub struct Folder {
     documents: Vec<Document>,
     layouts: Vec<Layout>,
     skipped: Vec<Skipped>,
+    /// The index these documents were read from ([`Library::folder`]): it answers `grep` and
+    /// `search` over them, narrowing by its postings where a scan of the text in memory reads
+    /// every byte. `None` for a folder read from disk.
+    index: Option<FolderIndex>,
+}
+
+/// A [`Folder`]'s index, as a [`Corpus`].
+#[derive(Clone)]
+struct FolderIndex(std::sync::Arc<dyn Corpus>);
+
+impl std::fmt::Debug for FolderIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FolderIndex")
+    }
 }
 
 /// How [`Folder::load_with`] reads a folder.
@@ -453,19 +467,19 @@ impl Folder {
         if documents.is_empty() {
             return Err(Error::Empty { path: root.into() });
         }
-        Ok(Folder { root: root.into(), documents, layouts, skipped })
+        Ok(Folder { root: root.into(), documents, layouts, skipped, index: None })
     }
 
     /// A folder made of given documents (pasted text, a child run's piece of context, tests).
     pub fn from_documents(root: impl Into<PathBuf>, documents: Vec<Document>) -> Folder {
         let layouts = documents.iter().map(|d| Layout::text(d.text.lines().count())).collect();
-        Folder { root: root.into(), documents, layouts, skipped: Vec::new() }
+        Folder { root: root.into(), documents, layouts, skipped: Vec::new(), index: None }
     }
 
     /// A folder of given documents with their layouts (a child run's documents keep pages).
     pub fn from_parts(root: impl Into<PathBuf>, parts: Vec<(Document, Layout)>) -> Folder {
         let (documents, layouts) = parts.into_iter().unzip();
-        Folder { root: root.into(), documents, layouts, skipped: Vec::new() }
+        Folder { root: root.into(), documents, layouts, skipped: Vec::new(), index: None }
     }
 
     /// The document at `path` (relative, `/`-separated), if any.
@@ -476,6 +490,22 @@ impl Folder {
     /// The layout of the document at `path`.
     pub fn layout(&self, path: &str) -> Option<&Layout> {
         self.documents.iter().position(|d| d.path == path).map(|i| &self.layouts[i])
+    }
+
+    /// A collection's documents, read from its `index`, which answers `grep` and `search`.
+    pub(crate) fn from_index(
+        root: PathBuf,
+        documents: Vec<Document>,
+        layouts: Vec<Layout>,
+        skipped: Vec<Skipped>,
+        index: std::sync::Arc<dyn Corpus>,
+    ) -> Folder {
+        Folder { root, documents, layouts, skipped, index: Some(FolderIndex(index)) }
+    }
+
+    /// The index that answers `grep` and `search` over these documents, if they came from one.
+    pub fn index(&self) -> Option<std::sync::Arc<dyn Corpus>> {
+        self.index.as_ref().map(|i| i.0.clone())
     }
 
     pub fn root(&self) -> &Path {

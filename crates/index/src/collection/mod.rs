@@ -444,7 +444,8 @@ impl Library {
         if documents.is_empty() {
             return Err(Error::Empty { path: collection.root.clone() });
         }
-        Ok(Folder { root: collection.root.clone(), documents, layouts, skipped })
+        let index = crate::CollectionCorpus::new(Library::open(&self.dir)?, collection.clone());
+        Ok(Folder::from_index(collection.root.clone(), documents, layouts, skipped, std::sync::Arc::new(index)))
     }
 }
 

@@ -163,6 +163,8 @@ struct Input {
     first_step: &'static str,
     /// The folder holds records (`records()` parses most of its lines).
     records: bool,
+    /// The collection's index the documents came from, which then answers `grep` and `search`.
+    index: Option<std::sync::Arc<dyn quarry_index::Corpus>>,
 }
 
 impl Rlm {
@@ -198,6 +200,7 @@ impl Rlm {
             layouts: folder.entries().map(|(d, l)| (d.path.clone(), l.clone())).collect(),
             text: false,
             records: summary.records.is_some(),
+            index: folder.index(),
             first_step: match (&summary.records, summary.has_python()) {
                 (Some(_), _) if self.config.judge_first && needs_judgement(question) => &say.first_step_judge_records,
                 (Some(_), _) => &say.first_step_records,
@@ -225,6 +228,7 @@ impl Rlm {
             text: true,
             first_step: &sentences().first_step,
             records: false,
+            index: None,
         };
         self.run_on(input, question, cancel, on_event).await
     }
@@ -239,7 +243,7 @@ impl Rlm {
         }
         let started = Instant::now();
         let budget = self.config.budget.clone();
-        let Input { description, documents, layouts, text, first_step, records } = input;
+        let Input { description, documents, layouts, text, first_step, records, index } = input;
         on_event(&Event::RunStarted {
             question: question.into(),
             root_model: self.root.name().into(),
@@ -251,23 +255,25 @@ impl Rlm {
         let stats = Arc::new(SubCallStats::default());
         let recursion = Recursion { root: self.root.clone(), config: self.config.clone(), depth: self.depth };
         let deadline = budget.wall_clock.map(|w| started + w);
-        let host = Arc::new(
-            RunHost::new(
-                tokio::runtime::Handle::current(),
-                self.sub.clone(),
-                documents.clone(),
-                budget.max_sub_calls,
-                self.config.sub_max_tokens,
-                stats.clone(),
-                cancel.clone(),
-                tx,
-            )
-            .with_layouts(layouts.clone())
-            .with_recursion(recursion)
-            .with_deadline(deadline)
-            .with_sub_grammars(self.config.sub_accepts_grammar)
-            .with_labeller(self.root.clone(), self.config.labeller),
-        );
+        let mut host = RunHost::new(
+            tokio::runtime::Handle::current(),
+            self.sub.clone(),
+            documents.clone(),
+            budget.max_sub_calls,
+            self.config.sub_max_tokens,
+            stats.clone(),
+            cancel.clone(),
+            tx,
+        )
+        .with_layouts(layouts.clone())
+        .with_recursion(recursion)
+        .with_deadline(deadline)
+        .with_sub_grammars(self.config.sub_accepts_grammar)
+        .with_labeller(self.root.clone(), self.config.labeller);
+        if let Some(index) = index {
+            host = host.with_corpus(index);
+        }
+        let host = Arc::new(host);
         let context = if text {
             Context::Text(documents.into_iter().next().map(|(_, t)| t).unwrap_or_default())
         } else {

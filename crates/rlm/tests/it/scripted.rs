@@ -1487,3 +1487,30 @@ async fn the_labels_the_question_lists_are_the_default_and_put_a_partial_list_ri
     );
     assert_eq!(r.answer.as_deref(), Some("3"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_s_run_greps_its_index_and_finds_a_file_saved_after_the_folder_was_read() {
+    let data = tempfile::tempdir().unwrap();
+    let (dir, _) = folder();
+    let mut library = quarry_index::Library::open(data.path()).unwrap();
+    let row = library.add(dir.path(), Some("notes")).unwrap();
+    let plain = quarry_index::UpdateOptions { extractor: None, ..Default::default() };
+    library.update(&row, &plain, &|_| {}, None).unwrap();
+    let folder = library.folder(&row).unwrap();
+    assert!(folder.index().is_some(), "a collection's folder carries its index");
+    // Saved and indexed while the folder was in memory (the desktop watches an open collection):
+    // the index has it, the documents in memory do not.
+    std::fs::write(dir.path().join("late.txt"), "the needle moved to late.txt\n").unwrap();
+    library.update(&row, &plain, &|_| {}, None).unwrap();
+    assert!(!folder.documents().iter().any(|d| d.path == "late.txt"));
+
+    let root = Scripted::new(&[
+        "```repl\nhits = grep('needle')\nprint(sorted(h['path'] for h in hits))\n```",
+        "```repl\nFINAL(len(hits))\n```",
+    ]);
+    let rlm = Rlm::new(root.clone(), Sub::new(), config(Budget::default()));
+    let result = rlm.run(&folder, "Where is the needle?", CancelToken::default(), |_| {}).await.unwrap();
+    let fed_back = root.last_user(1);
+    assert!(fed_back.contains("['a.txt', 'late.txt']"), "{fed_back}");
+    assert_eq!(result.answer.as_deref(), Some("2"));
+}
