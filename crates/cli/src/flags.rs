@@ -109,6 +109,7 @@ impl ModelArgs {
             root_url: self.root_url.clone(),
             sub_url: self.sub_url.clone(),
             api_key: std::env::var(&self.api_key_env).ok().filter(|k| !k.is_empty()),
+            sub_api_key: None,
             ctx: self.ctx,
             threads: self.threads,
             batch_threads: self.batch_threads,

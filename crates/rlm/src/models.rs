@@ -15,7 +15,7 @@ use quarry_repl::WorkerCommand;
 use crate::{Analyst, AnalystConfig, Result};
 
 /// Which models to run, and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelChoice {
     /// The root model: catalog id or GGUF path (default: the catalog's root model); with
     /// `root_url`, the model's name at that endpoint.
@@ -27,6 +27,9 @@ pub struct ModelChoice {
     pub sub_url: Option<String>,
     /// The endpoints' API key.
     pub api_key: Option<String>,
+    /// The sub endpoint's own key, when it differs from the root's (the desktop app keeps one
+    /// per role); `None` is `api_key`.
+    pub sub_api_key: Option<String>,
     /// Context window per request in tokens.
     pub ctx: usize,
     /// CPU threads for one-token decode steps (default: the engine's, chosen by measurement).
@@ -48,6 +51,7 @@ impl Default for ModelChoice {
             root_url: None,
             sub_url: None,
             api_key: None,
+            sub_api_key: None,
             ctx: 8192,
             threads: None,
             batch_threads: None,
@@ -92,8 +96,8 @@ impl Models {
         let catalog = store.catalog()?;
         let root_id = choice.root.clone().unwrap_or_else(|| catalog.default_for(Role::Root).id.clone());
         let sub_id = choice.sub.clone().unwrap_or_else(|| catalog.default_for(Role::Sub).id.clone());
-        let remote = |url: &str, id: &str| -> Result<Arc<dyn LanguageModel>> {
-            let client = OpenAiClient::new(url, id, choice.api_key.clone())?;
+        let remote = |url: &str, id: &str, key: &Option<String>| -> Result<Arc<dyn LanguageModel>> {
+            let client = OpenAiClient::new(url, id, key.clone())?;
             Ok(Arc::new(client.with_concurrency(8)))
         };
 
@@ -143,15 +147,15 @@ impl Models {
             options.gpu_layers = choice.gpu_layers;
             Some(LocalServer::start(options).await?)
         };
-        let pick = |path: &Option<PathBuf>, url: &Option<String>, id: &str| -> Result<Arc<dyn LanguageModel>> {
-            match (path, url, &server) {
-                (Some(p), _, Some(server)) => Ok(Arc::new(server.model(&stem(p)))),
-                (_, Some(url), _) => remote(url, id),
+        let pick =
+            |path: &Option<PathBuf>, url: &Option<String>, id: &str, key: &Option<String>| match (path, url, &server) {
+                (Some(p), _, Some(server)) => Ok(Arc::new(server.model(&stem(p))) as Arc<dyn LanguageModel>),
+                (_, Some(url), _) => remote(url, id, key),
                 _ => unreachable!("a model is local (and the engine started) or remote"),
-            }
-        };
-        let root = pick(&root_path, &choice.root_url, &root_id)?;
-        let sub = pick(&sub_path, &choice.sub_url, &sub_id)?;
+            };
+        let sub_key = choice.sub_api_key.clone().or_else(|| choice.api_key.clone());
+        let root = pick(&root_path, &choice.root_url, &root_id, &choice.api_key)?;
+        let sub = pick(&sub_path, &choice.sub_url, &sub_id, &sub_key)?;
         if let Some(url) = &choice.root_url {
             note(&format!("Root model: {root_id} at {url}"));
         }

@@ -3,7 +3,8 @@
 //! for the next (starting the 1.5B engine costs seconds); the local engine and the REPL worker
 //! are the `quarry` executable installed beside the app, supervised, so a llama.cpp abort or a
 //! runaway Python block never takes the window down. Every question is recorded in the
-//! history through the same [`Recorder`] as `quarry ask`'s.
+//! history through the same [`Recorder`] as `quarry ask`'s. Each question reads the saved
+//! settings once (models, machine, budgets, OCR), so a changed setting applies to the next one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -11,9 +12,10 @@ use std::sync::Mutex;
 use serde::Deserialize;
 
 use quarry_index::history::{History, NewRun};
-use quarry_index::Folder;
+use quarry_index::{Folder, LoadOptions};
 use quarry_rlm::{AnalystConfig, Answer, CancelToken, Event, Mode, ModelChoice, Models, Recorder};
 
+use super::settings::{self, Settings, Source};
 use super::CommandError;
 
 /// What the window asks.
@@ -27,6 +29,14 @@ pub struct AskRequest {
     pub root_model: Option<String>,
     #[serde(default)]
     pub sub_model: Option<String>,
+    /// Budgets for this question; `None` is the Settings panel's default.
+    #[serde(default)]
+    pub max_iterations: Option<u32>,
+    #[serde(default)]
+    pub max_sub_calls: Option<u32>,
+    /// 0: no time limit.
+    #[serde(default)]
+    pub max_seconds: Option<u32>,
 }
 
 /// The models kept between questions, and the run in progress.
@@ -40,8 +50,8 @@ pub struct AskState {
 }
 
 struct Started {
-    root: Option<String>,
-    sub: Option<String>,
+    /// What they were started with: another choice (a setting changed) starts them again.
+    choice: ModelChoice,
     models: Models,
 }
 
@@ -49,6 +59,14 @@ impl AskState {
     /// A state recording its runs in the library at `dir` (tests).
     pub fn with_data_dir(dir: &Path) -> AskState {
         AskState { data_dir: Some(dir.into()), ..AskState::default() }
+    }
+
+    /// Where the settings (and API keys) are read from: the same library as the history.
+    pub fn settings_dir(&self) -> Result<PathBuf, CommandError> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => settings::data_dir(),
+        }
     }
 
     /// The history runs are recorded in.
@@ -111,9 +129,14 @@ pub async fn ask_with(
     if folder_path.as_os_str().is_empty() {
         return Err(CommandError::new("Choose a folder first."));
     }
-    let folder = tokio::task::spawn_blocking(move || Folder::load(&folder_path))
+    // Read once: the whole question uses one version of the settings.
+    let settings = settings::load(&state.settings_dir()?)?;
+    let options = load_options(LoadOptions::default(), &settings);
+    let folder = tokio::task::spawn_blocking(move || Folder::load_with(&folder_path, &options, &|_| {}, None))
         .await
         .map_err(|e| CommandError::new(format!("reading the folder failed: {e}")))??;
+    let choice = model_choice(&settings, &state.settings_dir()?, &request, engine)?;
+    let config = analyst_config(&settings, &request);
 
     let cancel = CancelToken::default();
     {
@@ -123,38 +146,99 @@ pub async fn ask_with(
         }
         *running = Some(cancel.clone());
     }
-    let result = answer(state, &request, engine, folder, &question, cancel, &mut on_event).await;
+    let result = answer(state, &request, choice, config, folder, &question, cancel, &mut on_event).await;
     *state.running.lock().expect("running lock") = None;
     result
 }
 
+/// How the folder is read: `base` (the app's extractor) with OCR as the settings say.
+pub fn load_options(mut base: LoadOptions, settings: &Settings) -> LoadOptions {
+    if let Some(extractor) = &mut base.extractor {
+        extractor.ocr = settings.ocr;
+    }
+    base
+}
+
+/// The models for `request`: each role as the settings say (a local catalog model, or an
+/// endpoint with the key stored for that role in `dir`), unless the form names a local model;
+/// the machine settings for the local engine.
+pub fn model_choice(
+    settings: &Settings,
+    dir: &Path,
+    request: &AskRequest,
+    engine: &Path,
+) -> Result<ModelChoice, CommandError> {
+    let mut choice = ModelChoice {
+        ctx: settings.ctx_size as usize,
+        threads: settings.threads.map(|t| t as usize),
+        gpu_layers: settings.gpu_layers,
+        engine: Some(engine.to_path_buf()),
+        ..ModelChoice::default()
+    };
+    let non_empty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    for (role, form, setting) in
+        [("root", &request.root_model, &settings.root), ("sub", &request.sub_model, &settings.sub)]
+    {
+        let form = form.as_deref().and_then(non_empty);
+        let (model, url, key) = match (form, setting.source) {
+            (Some(id), _) => (Some(id), None, None),
+            (None, Source::Local) => (non_empty(&setting.model), None, None),
+            (None, Source::Endpoint) => {
+                // A hand-edited settings.json can name an endpoint without its URL.
+                let url = non_empty(&setting.url).ok_or_else(|| {
+                    CommandError::new(format!(
+                        "the {role} model's endpoint URL is empty; enter it in Settings or choose a local model"
+                    ))
+                })?;
+                (non_empty(&setting.model), Some(url), settings::key_for(dir, role)?)
+            }
+        };
+        if role == "root" {
+            (choice.root, choice.root_url, choice.api_key) = (model, url, key);
+        } else {
+            (choice.sub, choice.sub_url, choice.sub_api_key) = (model, url, key);
+        }
+    }
+    Ok(choice)
+}
+
+/// The analyst for `request`: its window is the settings' context size, and each budget the
+/// request leaves unset is the settings' default.
+pub fn analyst_config(settings: &Settings, request: &AskRequest) -> AnalystConfig {
+    let mut config = AnalystConfig { window: settings.ctx_size as usize, ..AnalystConfig::default() };
+    let budget = &mut config.rlm.budget;
+    budget.max_iterations = request.max_iterations.unwrap_or(settings.budgets.max_iterations) as usize;
+    budget.max_sub_calls = request.max_sub_calls.unwrap_or(settings.budgets.max_sub_calls) as usize;
+    budget.wall_clock = match request.max_seconds.unwrap_or(settings.budgets.max_seconds) {
+        0 => None,
+        s => Some(std::time::Duration::from_secs(s.into())),
+    };
+    config
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     state: &AskState,
     request: &AskRequest,
-    engine: &Path,
+    choice: ModelChoice,
+    config: AnalystConfig,
     folder: Folder,
     question: &str,
     cancel: CancelToken,
     on_event: &mut (impl FnMut(&Event) + Send),
 ) -> Result<Answer, CommandError> {
     let mut slot = state.models.lock().await;
-    if slot.as_ref().is_some_and(|s| s.root != request.root_model || s.sub != request.sub_model) {
+    if slot.as_ref().is_some_and(|s| s.choice != choice) {
         if let Some(old) = slot.take() {
             old.models.shutdown().await;
         }
     }
     if slot.is_none() {
-        let choice = ModelChoice {
-            root: request.root_model.clone(),
-            sub: request.sub_model.clone(),
-            engine: Some(engine.to_path_buf()),
-            ..ModelChoice::default()
-        };
         let models = Models::start(&choice, |note| on_event(&Event::Notice { message: note.to_string() })).await?;
-        *slot = Some(Started { root: request.root_model.clone(), sub: request.sub_model.clone(), models });
+        *slot = Some(Started { choice, models });
     }
     let started = slot.as_ref().expect("started above");
-    let analyst = started.models.analyst(AnalystConfig::default());
+    let analyst = started.models.analyst(config);
     let mut run = NewRun::new(question, request.mode.name(), folder.root());
     run.models = started.models.described();
     let mut recorder = match state.history().and_then(|h| Recorder::start(h, &run)) {
@@ -192,6 +276,9 @@ mod tests {
             mode: Mode::Rlm,
             root_model: None,
             sub_model: None,
+            max_iterations: None,
+            max_sub_calls: None,
+            max_seconds: None,
         }
     }
 
@@ -243,6 +330,189 @@ mod tests {
             "{events} events seen, {} stored",
             run.events.len()
         );
+    }
+
+    fn endpoint(url: &str, model: &str) -> settings::ModelSetting {
+        settings::ModelSetting { source: Source::Endpoint, model: model.into(), url: url.into(), has_key: false }
+    }
+
+    /// Saves `s` (and a root key) in `dir` as the Settings panel does.
+    fn save(dir: &Path, s: &Settings, root_key: Option<&str>) {
+        let request = settings::SaveRequest { settings: s.clone(), root_key: root_key.map(Into::into), sub_key: None };
+        settings::save(dir, request).unwrap();
+    }
+
+    #[test]
+    fn an_endpoint_root_in_the_settings_is_asked_with_its_url_model_and_stored_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings {
+            root: endpoint("http://gpu-box:8000/v1", "qwen2.5-coder-7b-instruct"),
+            threads: Some(6),
+            ctx_size: 16_384,
+            gpu_layers: 99,
+            ..Settings::default()
+        };
+        save(dir.path(), &s, Some("sk-root-123"));
+        let loaded = settings::load(dir.path()).unwrap();
+        let engine = Path::new("/opt/quarry");
+        let c = model_choice(&loaded, dir.path(), &request("/d", "Q?"), engine).unwrap();
+        assert_eq!(c.root_url.as_deref(), Some("http://gpu-box:8000/v1"));
+        assert_eq!(c.root.as_deref(), Some("qwen2.5-coder-7b-instruct"));
+        assert_eq!(c.api_key.as_deref(), Some("sk-root-123"));
+        assert_eq!((c.sub.as_deref(), c.sub_url.as_deref(), c.sub_api_key.as_deref()), (None, None, None));
+        assert_eq!((c.threads, c.ctx, c.gpu_layers), (Some(6), 16_384, 99));
+        assert_eq!(c.engine.as_deref(), Some(engine));
+    }
+
+    #[test]
+    fn a_model_named_in_the_form_overrides_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings {
+            root: endpoint("http://gpu-box:8000/v1", "big"),
+            sub: settings::ModelSetting { model: "qwen2.5-coder-1.5b-instruct-q4_k_m".into(), ..Default::default() },
+            ..Settings::default()
+        };
+        save(dir.path(), &s, Some("sk-root-123"));
+        let mut r = request("/d", "Q?");
+        let c = model_choice(&s, dir.path(), &r, Path::new("/q")).unwrap();
+        assert_eq!(c.sub.as_deref(), Some("qwen2.5-coder-1.5b-instruct-q4_k_m"), "the setting's local model");
+        r.root_model = Some("qwen2.5-coder-0.5b-instruct-q4_k_m".into());
+        r.sub_model = Some("qwen2.5-coder-0.5b-instruct-q4_k_m".into());
+        let c = model_choice(&s, dir.path(), &r, Path::new("/q")).unwrap();
+        assert_eq!(c.root.as_deref(), Some("qwen2.5-coder-0.5b-instruct-q4_k_m"));
+        assert_eq!((c.root_url, c.api_key), (None, None), "a local model chosen in the form gets no endpoint or key");
+        assert_eq!(c.sub.as_deref(), Some("qwen2.5-coder-0.5b-instruct-q4_k_m"));
+    }
+
+    #[test]
+    fn an_endpoint_without_its_url_is_one_sentence_naming_the_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings { sub: endpoint(" ", "m"), ..Settings::default() };
+        let err = model_choice(&s, dir.path(), &request("/d", "Q?"), Path::new("/q")).unwrap_err().to_string();
+        assert!(err.starts_with("the sub model's endpoint URL is empty"), "{err}");
+    }
+
+    #[test]
+    fn budgets_the_request_leaves_unset_are_the_settings_defaults() {
+        let s = Settings {
+            budgets: settings::Budgets { max_iterations: 5, max_sub_calls: 40, max_seconds: 90 },
+            ctx_size: 4096,
+            ..Settings::default()
+        };
+        let mut r = request("/d", "Q?");
+        let c = analyst_config(&s, &r);
+        assert_eq!((c.rlm.budget.max_iterations, c.rlm.budget.max_sub_calls), (5, 40));
+        assert_eq!(c.rlm.budget.wall_clock, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(c.window, 4096);
+        r.max_iterations = Some(3);
+        r.max_seconds = Some(0);
+        let c = analyst_config(&s, &r);
+        assert_eq!((c.rlm.budget.max_iterations, c.rlm.budget.max_sub_calls), (3, 40));
+        assert_eq!(c.rlm.budget.wall_clock, None, "0 s is no time limit");
+    }
+
+    #[test]
+    fn ocr_off_in_the_settings_reaches_the_folder_reading() {
+        let base = LoadOptions { extractor: Some(quarry_index::ExtractorConfig::default()), workers: 1 };
+        assert!(base.extractor.as_ref().unwrap().ocr, "OCR is on unless turned off");
+        let off = Settings { ocr: false, ..Settings::default() };
+        assert!(!load_options(base.clone(), &off).extractor.unwrap().ocr);
+        assert!(load_options(base, &Settings::default()).extractor.unwrap().ocr);
+    }
+
+    /// An OpenAI-compatible stand-in: every chat is answered "The code is 7391."; each request's
+    /// head (with its Authorization header) is kept.
+    fn stand_in() -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let heads = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let (status, reply) = if head.starts_with("POST /v1/chat/completions") {
+                    let answer = serde_json::json!({
+                        "choices": [{"message": {"role": "assistant", "content": "The code is 7391."}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 30, "completion_tokens": 5, "total_tokens": 35},
+                    });
+                    ("200 OK", answer.to_string())
+                } else {
+                    ("404 Not Found", "{}".to_string())
+                };
+                seen.lock().unwrap().push(head);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        (base, heads)
+    }
+
+    /// A question asked through endpoints from the settings: the stored key is sent to the
+    /// endpoint, and is in nothing the window gets or the history keeps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stored_key_reaches_the_endpoint_and_nothing_the_window_sees_or_the_history_keeps() {
+        const KEY: &str = "sk-quarry-test-5ec2e7";
+        let (url, heads) = stand_in();
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join("memo.txt"), "Facilities memo.\nThe storage room code is 7391.\n").unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let s =
+            Settings { root: endpoint(&url, "remote-root"), sub: endpoint(&url, "remote-sub"), ..Settings::default() };
+        save(data.path(), &s, Some(KEY));
+        let state = AskState::with_data_dir(data.path());
+        let mut r = request(folder.path().to_str().unwrap(), "What is the storage room code?");
+        r.mode = Mode::Direct;
+        let mut events = Vec::new();
+        let result =
+            ask_with(&state, r, Path::new("/nonexistent/quarry"), |e| events.push(serde_json::to_string(e).unwrap()))
+                .await;
+        state.shutdown().await;
+        let answer = result.unwrap();
+        assert_eq!(answer.answer.as_deref(), Some("The code is 7391."));
+
+        let heads = heads.lock().unwrap().clone();
+        let chats: Vec<_> = heads.iter().filter(|h| h.starts_with("POST /v1/chat/completions")).collect();
+        assert!(!chats.is_empty(), "the endpoint was asked: {heads:?}");
+        for h in &chats {
+            assert!(
+                h.to_ascii_lowercase().contains(&format!("authorization: bearer {KEY}").to_ascii_lowercase()),
+                "{h}"
+            );
+        }
+
+        let h = state.history().unwrap();
+        let runs = h.list(&Default::default()).unwrap();
+        assert_eq!(runs.len(), 1);
+        let run = h.get(runs[0].id).unwrap();
+        assert_eq!(run.models["root_url"], url.as_str());
+        let recorded = serde_json::to_string(&run).unwrap();
+        assert!(!recorded.contains(KEY), "the history run holds the key: {recorded}");
+        assert!(!events.is_empty());
+        for e in &events {
+            assert!(!e.contains(KEY), "an event holds the key: {e}");
+        }
+        assert!(!serde_json::to_string(&answer).unwrap().contains(KEY));
+        let shown = serde_json::to_string(&settings::load(data.path()).unwrap()).unwrap();
+        assert!(!shown.contains(KEY));
     }
 
     #[test]
