@@ -25,6 +25,11 @@ pub enum Premature {
     /// The answer repeats words of the worked examples in the instructions that no output of
     /// this run contains.
     ExampleProse,
+    /// The answer is, word for word, one sent back before, though code has printed more since:
+    /// the model did not read the new output. Seen on a paraphrased codeqa task (stop 27): sent
+    /// back for "no code ran", the 1.5B grepped, printed `unittest/test/__init__.py 2 import
+    /// sys`, and answered again "No absolute imports of `sys` ... found".
+    Unchanged,
 }
 
 impl Premature {
@@ -34,6 +39,7 @@ impl Premature {
             Premature::NoCodeRan => "no code ran",
             Premature::NoJudgement => "nothing judged",
             Premature::ExampleProse => "example prose",
+            Premature::Unchanged => "unchanged",
         }
     }
 
@@ -48,6 +54,9 @@ impl Premature {
             }
             Premature::ExampleProse => {
                 "it repeats the worked example's words, not what your code printed for this question. Answer from your own code's output"
+            }
+            Premature::Unchanged => {
+                "it is word for word the answer that was sent back before, yet your code has printed more since. Read that output again and answer from what it shows"
             }
         }
     }
@@ -94,6 +103,13 @@ pub fn premature_final(
         return Some(Premature::NoJudgement);
     }
     None
+}
+
+/// Whether `answer` is the one sent back before (`sent_back`), case, spacing and a final full
+/// stop aside, with new output shown since (`new_output`): the model answered past it.
+pub fn unchanged_answer(answer: &str, sent_back: Option<&str>, new_output: bool) -> bool {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").trim_end_matches('.').to_lowercase();
+    new_output && sent_back.is_some_and(|s| norm(s) == norm(answer))
 }
 
 /// What the blocks showed the model: each one's printed output and trailing value.

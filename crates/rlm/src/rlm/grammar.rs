@@ -87,7 +87,7 @@ pub(super) fn grammar_after(p: Premature, records: bool, labels: &[String]) -> O
     match p {
         Premature::NoCodeRan => Some(CODE_GRAMMAR.to_string()),
         Premature::NoJudgement => Some(judge_grammar_for(records, labels)),
-        Premature::ExampleProse => None,
+        Premature::ExampleProse | Premature::Unchanged => None,
     }
 }
 

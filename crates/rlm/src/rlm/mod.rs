@@ -26,7 +26,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::budget::{Budget, StopReason};
 use crate::context::FolderSummary;
-use crate::evidence::{copied_line, examples_of, outputs, premature_final, references, Premature};
+use crate::evidence::{copied_line, examples_of, outputs, premature_final, references, unchanged_answer, Premature};
 use crate::host::{Labeller, Recursion, RunHost, SubCallStats};
 use crate::parse::{CodeBlock, FinalAnswer, Reply};
 use crate::question::{listed_labels, needs_judgement};
@@ -469,8 +469,8 @@ impl Rlm {
                 }
                 None => None,
             };
-            let premature = self.judge_final(question, &answer, &trajectory.iterations, &[], &ask.stats);
-            let refused = self.send_back(premature, steering, trajectory.iterations.len(), ask, on_event);
+            let premature = self.judge_final(question, &answer, &trajectory.iterations, &[], &ask.stats, steering);
+            let refused = self.send_back(premature, &answer, steering, trajectory.iterations.len(), ask, on_event);
             let kept = answer.as_ref().filter(|_| !refused).map(|(t, _)| t.clone());
             trajectory.iterations.push(iteration(Vec::new(), kept, premature));
             if refused {
@@ -515,8 +515,8 @@ impl Rlm {
             }
         }
 
-        let premature = self.judge_final(question, &answer, &trajectory.iterations, &runs, &ask.stats);
-        if self.send_back(premature, steering, trajectory.iterations.len(), ask, on_event) {
+        let premature = self.judge_final(question, &answer, &trajectory.iterations, &runs, &ask.stats, steering);
+        if self.send_back(premature, &answer, steering, trajectory.iterations.len(), ask, on_event) {
             answer = None;
             steering.next_grammar = premature.and_then(|p| grammar_after(p, ask.records, &ask.labels));
             final_note = premature.map(|p| p.feedback().to_string());
@@ -679,10 +679,15 @@ impl Rlm {
         iterations: &[Iteration],
         runs: &[BlockRun],
         stats: &SubCallStats,
+        steering: &Steering,
     ) -> Option<Premature> {
         let (text, _) = answer.as_ref()?;
         let served = stats.served.load(Ordering::SeqCst);
-        premature_final(question, text, iterations, runs, served, examples_of(SYSTEM_PROMPT))
+        premature_final(question, text, iterations, runs, served, examples_of(SYSTEM_PROMPT)).or_else(|| {
+            let since = iterations.get(steering.sent_back_at..).unwrap_or_default();
+            let new_output = !outputs(since.iter().flat_map(|it| it.code_blocks.iter()).chain(runs)).trim().is_empty();
+            unchanged_answer(text, steering.sent_back_answer.as_deref(), new_output).then_some(Premature::Unchanged)
+        })
     }
 
     /// One short call that cuts a copied line down to the value the question asks for, with the
@@ -716,6 +721,7 @@ impl Rlm {
     fn send_back<F: FnMut(&Event)>(
         &self,
         premature: Option<Premature>,
+        answer: &Option<(String, AnswerSource)>,
         steering: &mut Steering,
         turns: usize,
         ask: &Ask<'_>,
@@ -727,6 +733,8 @@ impl Rlm {
         if !self.config.check_final || !room || !steering.sent_back.insert(p) {
             return false;
         }
+        steering.sent_back_answer = answer.as_ref().map(|(t, _)| t.clone());
+        steering.sent_back_at = turns;
         on_event(&Event::Notice {
             message: format!("the root model answered before its evidence ({}); it was sent back to work on", p.name()),
         });
@@ -790,6 +798,10 @@ struct Steering {
     resample: bool,
     /// The reasons premature answers were sent back for: each once.
     sent_back: HashSet<Premature>,
+    /// The last answer sent back, and the number of turns before it: the same answer after new
+    /// output is [`Premature::Unchanged`].
+    sent_back_answer: Option<String>,
+    sent_back_at: usize,
     /// The failed code an echoed error has had repaired: each once.
     repaired: HashSet<String>,
 }

@@ -1514,3 +1514,30 @@ async fn a_collection_s_run_greps_its_index_and_finds_a_file_saved_after_the_fol
     assert!(fed_back.contains("['a.txt', 'late.txt']"), "{fed_back}");
     assert_eq!(result.answer.as_deref(), Some("2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_again_word_for_word_after_new_output_is_sent_back_once() {
+    let o = run(&[
+        "FINAL(The needle is not in these files.)",
+        "```repl\nprint(grep('needle')[0]['text'])\n```",
+        "FINAL(the needle is not in these files)",
+        "FINAL(42)",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("42"));
+    assert_eq!(o.result.iterations, 4);
+    let told = o.root.last_user(3);
+    assert!(told.contains("word for word the answer that was sent back before"), "{told}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_again_after_code_that_showed_nothing_new_is_taken() {
+    let o = run(&[
+        "FINAL(The needle is not in these files.)",
+        "```repl\nn = len(grep('no such text'))\n```",
+        "FINAL(The needle is not in these files.)",
+    ])
+    .await;
+    assert_eq!(o.result.answer.as_deref(), Some("The needle is not in these files."));
+    assert_eq!(o.result.iterations, 3);
+}
