@@ -735,6 +735,9 @@ impl Rlm {
         }
         steering.sent_back_answer = answer.as_ref().map(|(t, _)| t.clone());
         steering.sent_back_at = turns;
+        // Greedy decoding gave the unchanged answer a third time when only told (para codeqa
+        // 8K, stop 27): sample the turn after, as after a repeated block.
+        steering.resample |= p == Premature::Unchanged;
         on_event(&Event::Notice {
             message: format!("the root model answered before its evidence ({}); it was sent back to work on", p.name()),
         });
