@@ -32,8 +32,9 @@ deps-e2e:
 ui:
 	@cd ui && { [ -d node_modules ] && [ node_modules -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
 
+# Types first (tsc, and svelte-check for the components), then the unit tests.
 ui-test: ui
-	cd ui && npm test
+	cd ui && npm run check && npm test
 
 # The REPL harness's pure helpers, imported from their files (the worker has them in its binary).
 py-test:

@@ -14,8 +14,9 @@ use quarry_repl::WorkerCommand;
 
 use crate::{Analyst, AnalystConfig, Result};
 
-/// Which models to run, and how.
-#[derive(Debug, Clone, PartialEq)]
+/// Which models to run, and how. Its `Debug` shows whether a key is set, never the key: a
+/// choice logged with `{:?}` must not put a user's API key in a log or a bug report.
+#[derive(Clone, PartialEq)]
 pub struct ModelChoice {
     /// The root model: catalog id or GGUF path (default: the catalog's root model); with
     /// `root_url`, the model's name at that endpoint.
@@ -41,6 +42,25 @@ pub struct ModelChoice {
     /// worker (`quarry worker repl`); `None` is this very executable, which is right for the
     /// CLI. The desktop app names the `quarry` beside it.
     pub engine: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ModelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = |k: &Option<String>| k.as_ref().map(|_| "<set>");
+        f.debug_struct("ModelChoice")
+            .field("root", &self.root)
+            .field("sub", &self.sub)
+            .field("root_url", &self.root_url)
+            .field("sub_url", &self.sub_url)
+            .field("api_key", &key(&self.api_key))
+            .field("sub_api_key", &key(&self.sub_api_key))
+            .field("ctx", &self.ctx)
+            .field("threads", &self.threads)
+            .field("batch_threads", &self.batch_threads)
+            .field("gpu_layers", &self.gpu_layers)
+            .field("engine", &self.engine)
+            .finish()
+    }
 }
 
 impl Default for ModelChoice {
@@ -231,7 +251,20 @@ fn stem(p: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::window_for;
+    use super::{window_for, ModelChoice};
+
+    #[test]
+    fn a_logged_model_choice_says_a_key_is_set_without_showing_it() {
+        let choice = ModelChoice {
+            api_key: Some("sk-secret-1".into()),
+            sub_api_key: Some("sk-secret-2".into()),
+            root_url: Some("http://gpu-box:8000/v1".into()),
+            ..ModelChoice::default()
+        };
+        let shown = format!("{choice:?}");
+        assert!(!shown.contains("sk-secret"), "{shown}");
+        assert!(shown.contains("api_key: Some(\"<set>\")") && shown.contains("gpu-box"), "{shown}");
+    }
 
     #[test]
     fn the_window_is_no_more_than_the_root_was_trained_for() {

@@ -1,7 +1,7 @@
 // The Models panel in each of a model's states, against a mocked backend: not installed, a
 // first run, downloading with progress, paused (also as found after a restart), installed with
 // Delete, and a failure shown as the backend's one sentence.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi, type Mock } from 'vitest';
 import { flushSync, mount, unmount } from 'svelte';
 import type { AppInfo, DownloadEvent, DownloadOutcome, ModelInfo } from '../ipc';
 import { cancelDownload, deleteModel, downloadModel, importModel, pauseDownload } from '../ipc';
@@ -58,7 +58,7 @@ function infoWith(...models: ModelInfo[]): AppInfo {
 
 let target: HTMLElement;
 let panel: Record<string, unknown> | null = null;
-let onChanged: ReturnType<typeof vi.fn>;
+let onChanged: Mock<() => void>;
 
 async function settle() {
   for (let i = 0; i < 3; i++) await Promise.resolve();
@@ -84,7 +84,7 @@ function button(id: string, label: string): HTMLButtonElement {
 beforeEach(() => {
   target = document.createElement('div');
   document.body.appendChild(target);
-  onChanged = vi.fn();
+  onChanged = vi.fn<() => void>();
 });
 
 afterEach(() => {

@@ -1,8 +1,8 @@
 // The Settings panel against a mocked backend: it shows what is stored, saves what is typed
 // (keys only when typed, never shown back), tests an endpoint, and shows a refusal as one alert.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi, type Mock } from 'vitest';
 import { flushSync, mount, unmount } from 'svelte';
-import type { Settings } from '../ipc';
+import type { Settings, Theme } from '../ipc';
 import { getSettings, saveSettings, testConnection } from '../ipc';
 import SettingsPanel from './SettingsPanel.svelte';
 
@@ -24,7 +24,7 @@ const STORED: Settings = {
 
 let target: HTMLElement;
 let panel: Record<string, unknown> | null = null;
-let onTheme: ReturnType<typeof vi.fn>;
+let onTheme: Mock<(theme: Theme) => void>;
 
 async function settle() {
   for (let i = 0; i < 3; i++) await Promise.resolve();
@@ -42,7 +42,7 @@ function type(selector: string, value: string) {
 beforeEach(async () => {
   target = document.createElement('div');
   document.body.appendChild(target);
-  onTheme = vi.fn();
+  onTheme = vi.fn<(theme: Theme) => void>();
   mockedGet.mockResolvedValue(structuredClone(STORED));
   panel = mount(SettingsPanel, { target, props: { installed: [], onTheme } });
   await settle();
