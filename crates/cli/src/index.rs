@@ -205,7 +205,6 @@ async fn watch(name: Option<String>, poll: bool, update: UpdateArgs) -> Result<E
                 WatchEvent::WatcherError { message } => {
                     eprintln!("warning: the file watcher reported {message}; rescanning")
                 }
-                WatchEvent::Update { .. } => {}
                 WatchEvent::Updated { collection, report } => {
                     let i = rows.iter().position(|r| r.id == collection.id).unwrap_or(0);
                     if std::mem::take(&mut first[i]) || report.indexed + report.failed + report.removed > 0 {

@@ -301,10 +301,6 @@ impl CollectionCorpus {
         files.sort_by(|a, b| a.1.split('/').cmp(b.1.split('/')));
         Ok(files)
     }
-
-    fn layout(library: &Library, file: i64) -> Result<Option<Layout>> {
-        Ok(library.catalog().layout(file)?.as_deref().and_then(|l| serde_json::from_str(l).ok()))
-    }
 }
 
 impl Corpus for CollectionCorpus {
@@ -369,7 +365,7 @@ impl Corpus for CollectionCorpus {
             let chunk = open.chunks.chunk_of(&doc);
             let text = doc.get_first(fields.text).and_then(|v| v.as_str()).unwrap_or("");
             let lines = text.lines().count().max(1);
-            let layout = Self::layout(&library, chunk.file as i64)?;
+            let layout = library.catalog().layout(chunk.file as i64)?;
             let (page, page_label, page_line) = locate(layout.as_ref(), chunk.line);
             hits.push(SearchHit {
                 path: chunk.path,
@@ -396,7 +392,7 @@ impl Corpus for CollectionCorpus {
         let open = library.open_index(&self.collection)?;
         let searcher = open.reader.searcher();
         let text: String = open.chunks.file_chunks(&searcher, row.id as u64)?.into_iter().map(|c| c.text).collect();
-        let layout = row.layout.as_deref().and_then(|l| serde_json::from_str::<Layout>(l).ok());
+        let layout = row.parsed_layout();
         read_text(path, &text, layout.as_ref(), start, end, page)
     }
 
@@ -414,11 +410,7 @@ impl Corpus for CollectionCorpus {
             stats.files += 1;
             stats.pages += f.pages.max(1);
             stats.text_bytes += f.text_bytes;
-            stats.lines += f
-                .layout
-                .as_deref()
-                .and_then(|l| serde_json::from_str::<Layout>(l).ok())
-                .map_or(0, |l| l.line_count() as u64);
+            stats.lines += f.parsed_layout().map_or(0, |l| l.line_count() as u64);
         }
         Ok(stats)
     }

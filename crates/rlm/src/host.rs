@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::CancelToken;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use quarry_index::{Corpus, Document, Folder, Layout, MemoryCorpus};
@@ -76,8 +76,9 @@ pub struct RunHost {
     /// The run's documents, `(path, text)`: for child runs and the notes on empty greps.
     documents: Vec<(String, String)>,
     /// `grep`, `search`, `read` and `files`: the one [`Corpus`] `quarry repl --folder` serves
-    /// too, by default the documents in memory.
-    corpus: CorpusHost,
+    /// too. A collection's index when [`RunHost::with_corpus`] gave one; else the documents in
+    /// memory, built at the first call (a run that never greps holds no second copy of them).
+    corpus: OnceLock<CorpusHost>,
     /// The page layouts of paged documents (PDF, Office, EPUB, mail), by path: grep and search
     /// hits name their page, and `read(path, page=...)` reads one.
     layouts: HashMap<String, Layout>,
@@ -121,7 +122,7 @@ impl RunHost {
         RunHost {
             handle,
             sub,
-            corpus: CorpusHost::new(Arc::new(memory_corpus(&documents, &HashMap::new()))),
+            corpus: OnceLock::new(),
             documents,
             layouts: HashMap::new(),
             max_sub_calls,
@@ -142,16 +143,20 @@ impl RunHost {
 
     /// The layouts of the run's paged documents (text files need none: they are one page).
     pub fn with_layouts(mut self, layouts: HashMap<String, Layout>) -> RunHost {
-        self.corpus = CorpusHost::new(Arc::new(memory_corpus(&self.documents, &layouts)));
         self.layouts = layouts.into_iter().filter(|(_, l)| l.is_paged()).collect();
         self
     }
 
     /// Serves `grep`, `search`, `read` and `files` from `corpus` (a collection's index) instead
     /// of the documents in memory.
-    pub fn with_corpus(mut self, corpus: Arc<dyn Corpus>) -> RunHost {
-        self.corpus = CorpusHost::new(corpus);
+    pub fn with_corpus(self, corpus: Arc<dyn Corpus>) -> RunHost {
+        // A fresh host: nothing has been served from the documents in memory yet.
+        let _ = self.corpus.set(CorpusHost::new(corpus));
         self
+    }
+
+    fn corpus(&self) -> &CorpusHost {
+        self.corpus.get_or_init(|| CorpusHost::new(Arc::new(memory_corpus(&self.documents, &self.layouts))))
     }
 
     /// Ends sub-calls at `deadline` (the run's wall-clock limit); a child run gets what is left.
@@ -607,18 +612,18 @@ impl HostFunctions for RunHost {
 
     /// ripgrep's semantics, from the run's [`Corpus`] (see [`CorpusHost`]).
     fn grep(&self, pattern: &str, glob: Option<&str>, ignore_case: bool, max_results: usize) -> HostResult<Value> {
-        let hits = self.corpus.grep(pattern, glob, ignore_case, max_results)?;
-        let hits = hits.as_array().map(Vec::as_slice).unwrap_or_default();
-        self.note_hits(hits);
-        if hits.is_empty() {
+        let hits = self.corpus().grep(pattern, glob, ignore_case, max_results)?;
+        let list = hits.as_array().map(Vec::as_slice).unwrap_or_default();
+        self.note_hits(list);
+        if list.is_empty() {
             self.note_empty_grep(pattern, glob);
         }
-        Ok(Value::Array(hits.to_vec()))
+        Ok(hits)
     }
 
     /// BM25 over line-addressed passages of about 2,000 characters, best first.
     fn search(&self, query: &str, k: usize) -> HostResult<Value> {
-        let hits = self.corpus.search(query, k)?;
+        let hits = self.corpus().search(query, k)?;
         self.note_hits(hits.as_array().map(Vec::as_slice).unwrap_or_default());
         Ok(hits)
     }
@@ -628,11 +633,11 @@ impl HostFunctions for RunHost {
     }
 
     fn read(&self, path: &str, start: Option<usize>, end: Option<usize>, page: Option<&PageRef>) -> HostResult<String> {
-        self.corpus.read(path, start, end, page)
+        self.corpus().read(path, start, end, page)
     }
 
     fn files(&self, glob: &str) -> HostResult<Vec<String>> {
-        self.corpus.files(glob)
+        self.corpus().files(glob)
     }
 }
 

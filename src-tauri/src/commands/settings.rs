@@ -100,8 +100,8 @@ impl Default for Settings {
 }
 
 /// What the window saves: the settings, and a key per role (`None` keeps the stored one, an
-/// empty string removes it).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// empty string removes it). No `Debug`: it holds the keys, and nothing may print them.
+#[derive(Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct SaveRequest {
     pub settings: Settings,

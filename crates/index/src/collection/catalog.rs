@@ -200,6 +200,19 @@ pub struct FileRow {
     pub generation: u64,
 }
 
+impl FileRow {
+    /// Its [`crate::Layout`], read back from the stored JSON.
+    pub fn parsed_layout(&self) -> Option<crate::Layout> {
+        parse_layout(self.layout.as_deref())
+    }
+}
+
+/// A stored layout; `None` for none, or for JSON that no longer parses (the file then reads as
+/// plain text, one page, rather than failing).
+fn parse_layout(json: Option<&str>) -> Option<crate::Layout> {
+    json.and_then(|l| serde_json::from_str(l).ok())
+}
+
 /// What a batch changes in one file's row, written before the tantivy commit.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -389,12 +402,12 @@ impl Catalog {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
-    /// A file's [`crate::Layout`] as JSON.
-    pub fn layout(&self, file: i64) -> Result<Option<String>> {
+    /// A file's [`crate::Layout`] (see [`FileRow::parsed_layout`]).
+    pub fn layout(&self, file: i64) -> Result<Option<crate::Layout>> {
         self.conn
-            .query_row("SELECT layout FROM files WHERE id = ?1", [file], |r| r.get(0))
+            .query_row("SELECT layout FROM files WHERE id = ?1", [file], |r| r.get::<_, Option<String>>(0))
             .optional()
-            .map(Option::flatten)
+            .map(|json| parse_layout(json.flatten().as_deref()))
             .map_err(|e| self.err(e))
     }
 

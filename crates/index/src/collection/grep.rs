@@ -604,8 +604,7 @@ impl Library {
                 continue;
             }
             let (id, path) = &files[i];
-            let layout: Option<Layout> =
-                self.catalog.layout(*id)?.as_deref().and_then(|l| serde_json::from_str(l).ok());
+            let layout = self.catalog.layout(*id)?;
             for h in raw {
                 let (page_label, page_line) = match layout.as_ref().and_then(|l| l.locate(h.line)) {
                     Some((p, within)) => (p.label.clone(), within),

@@ -427,11 +427,7 @@ impl Library {
                 Status::Indexed => {
                     let text: String =
                         chunks.file_chunks(&searcher, f.id as u64)?.into_iter().map(|c| c.text).collect();
-                    let layout = f
-                        .layout
-                        .as_deref()
-                        .and_then(|l| serde_json::from_str::<Layout>(l).ok())
-                        .unwrap_or_else(|| Layout::text(text.lines().count()));
+                    let layout = f.parsed_layout().unwrap_or_else(|| Layout::text(text.lines().count()));
                     documents.push(Document { path: f.path, text });
                     layouts.push(layout);
                 }

@@ -202,7 +202,7 @@ fn read_with_other_ocr(file: &FileRow, ocr: bool) -> bool {
     if ocr && file.reason.as_deref().is_some_and(turned_off) {
         return true;
     }
-    let Some(layout) = file.layout.as_deref().and_then(|l| serde_json::from_str::<crate::Layout>(l).ok()) else {
+    let Some(layout) = file.parsed_layout() else {
         return false;
     };
     layout.pages.iter().any(|p| if ocr { p.note.as_deref().is_some_and(turned_off) } else { p.ocr })

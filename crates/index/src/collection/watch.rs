@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use notify_debouncer_full::notify::{self, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 
-use super::{CollectionRow, Library, UpdateEvent, UpdateOptions, UpdateReport};
+use super::{CollectionRow, Library, UpdateOptions, UpdateReport};
 use crate::{CancelToken, Result};
 
 /// How often the folders are rescanned where they cannot be watched.
@@ -70,8 +70,6 @@ pub enum WatchEvent<'a> {
     /// The folders cannot be watched (`reason`), so they are rescanned every [`POLL_EVERY`];
     /// said once.
     Polling { reason: String },
-    /// An update's progress.
-    Update { collection: &'a CollectionRow, event: &'a UpdateEvent },
     /// An update finished.
     Updated { collection: &'a CollectionRow, report: &'a UpdateReport },
     /// The watcher reported an error (the next rescan covers what it may have missed).
@@ -214,7 +212,8 @@ pub fn watch(
     Ok(())
 }
 
-/// One update of `row`, its progress reported after it (the update's callback must be `Sync`).
+/// One update of `row`, reported when it ends: a watched folder's updates are small, and what
+/// a watcher shows is their result.
 fn run_update(
     library: &mut Library,
     row: &CollectionRow,
@@ -222,11 +221,7 @@ fn run_update(
     cancel: &CancelToken,
     on: &mut dyn FnMut(&WatchEvent),
 ) -> Result<()> {
-    let events = std::sync::Mutex::new(Vec::new());
-    let report = library.update(row, options, &|e| events.lock().expect("no panic").push(e.clone()), Some(cancel))?;
-    for e in events.into_inner().expect("no panic") {
-        on(&WatchEvent::Update { collection: row, event: &e });
-    }
+    let report = library.update(row, options, &|_| {}, Some(cancel))?;
     on(&WatchEvent::Updated { collection: row, report: &report });
     Ok(())
 }
