@@ -1,5 +1,6 @@
 //! Keeping collections up to date as their folders change (`quarry index watch`): `notify`
-//! with `notify-debouncer-full`, so a saved file is searchable within 2 s (issue 15, item 6).
+//! with `notify-debouncer-full`, so a saved file becomes searchable (issue 15, item 6: within
+//! 2 s; the tests allow 5 s, as they run beside other tests, and time is not asserted tighter).
 //!
 //! The rescan ([`super::update`], the walk compared with the catalog) stays the source of truth;
 //! the watcher only says *when* to run it. It runs at start-up; after a debounced batch of
@@ -50,8 +51,8 @@ pub struct WatchOptions {
 }
 
 impl Default for WatchOptions {
-    /// 250 ms of quiet and 500 ms of settling: a saved file is committed about 1 s after the save
-    /// on a small folder, inside the issue's 2 s.
+    /// 250 ms of quiet and 500 ms of settling: on a small folder a saved file should be committed
+    /// about 1 s after the save, inside the issue's 2 s (aimed at, not measured by a benchmark).
     fn default() -> Self {
         WatchOptions {
             update: UpdateOptions::default(),
